@@ -1,0 +1,3 @@
+//! The config file: model, defaults (the Exchange profile) and validation.
+mod model;
+pub use model::*;

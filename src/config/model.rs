@@ -1,0 +1,197 @@
+//! The validated configuration: what every other module reads.
+//!
+//! `config::load` turns a TOML file into a [`Config`]; nothing here is
+//! parsed or checked again downstream. Relative paths are already resolved
+//! against the config file's directory, durations are `Duration`s, addresses
+//! are resolved `SocketAddr`s.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub array: ArrayConfig,
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub admin: AdminConfig,
+    pub health: HealthConfig,
+    pub proxy: ProxyConfig,
+    pub rewrite: RewriteConfig,
+    pub runtime: RuntimeConfig,
+    /// At least one; names unique (case-insensitive).
+    pub members: Vec<MemberConfig>,
+    pub databases: Vec<DatabaseConfig>,
+    /// The `[[service]]` tables, or the built-in Exchange profile when none.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[array]`: `New-ClientAccessArray -Name -Fqdn -Site`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayConfig {
+    pub name: String,
+    /// The array's fqdn: the RPC client access endpoint name.
+    pub fqdn: String,
+    pub site: String,
+    /// Public HTTPS names clients use (Host header accepted, the name member
+    /// names are rewritten to). Default: `[fqdn]`. The first is the primary.
+    pub public_names: Vec<String>,
+}
+
+/// `[listen]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenConfig {
+    pub https: SocketAddr,
+    /// Default 127.0.0.1:9090.
+    pub admin: SocketAddr,
+    /// Optional plain-HTTP listener that redirects to https.
+    pub http_redirect: Option<SocketAddr>,
+}
+
+/// A certificate chain and its key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertKeyPaths {
+    /// Base64 PEM, leaf first, then the chain.
+    pub cert: PathBuf,
+    /// Base64 PEM private key. `None`: the key is in the `cert` file (an
+    /// exported bundle).
+    pub key: Option<PathBuf>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// The default certificate (served to clients without SNI or whose SNI
+    /// matches nothing else).
+    pub default: CertKeyPaths,
+    /// `[[tls.sni]]`: more certificates, chosen by the names they carry.
+    pub sni: Vec<CertKeyPaths>,
+    /// Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Session tickets and a server-side session cache; default true.
+    pub session_resumption: bool,
+    /// Watch certificate files and reload on change; default true.
+    pub watch: bool,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Bearer token file for mutating admin calls; `None` = mutations refused.
+    pub token_file: Option<PathBuf>,
+    /// Where admin mutations (drain state) persist. Default:
+    /// `<config file name>.state.json` next to the config.
+    pub state_file: PathBuf,
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    /// Default 1 s.
+    pub interval: Duration,
+    /// Default 500 ms; must be below `interval`.
+    pub timeout: Duration,
+    /// Successes to bring a (member, service) in; default 2, at least 1.
+    pub rise: u32,
+    /// Failures to take it out; default 2, at least 1.
+    pub fall: u32,
+}
+
+/// `[proxy]`: limits and timeouts of the forwarding path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    /// TCP connect to a member; default 2 s.
+    pub connect_timeout: Duration,
+    /// Whole request head from a client; default 30 s.
+    pub header_read_timeout: Duration,
+    /// Idle keep-alive connections to members are closed after this;
+    /// default 50 s (IIS closes at 120 s).
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per member; default 256.
+    pub pool_max_idle_per_member: usize,
+    /// On SIGTERM, how long in-flight requests get; default 30 s.
+    pub drain_timeout: Duration,
+    /// Client connections at once; past it new ones are refused; default 10000.
+    pub max_connections: usize,
+    /// Request bodies up to this size are kept until the response starts so
+    /// the request can be replayed on another member; default 64 KiB.
+    pub replay_body_limit: usize,
+    /// Largest request head from a client; default 64 KiB.
+    pub max_header_bytes: usize,
+    /// HTTP/2 streams per client connection; default 128.
+    pub h2_max_concurrent_streams: u32,
+}
+
+/// `[rewrite]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RewriteConfig {
+    /// Keep server-identity headers (X-FEServer, X-BEServer, ...) in answers;
+    /// default false (removed).
+    pub expose_server_headers: bool,
+    /// Content types whose bodies are rewritten on services with
+    /// `rewrite = true`. Default: text/xml, application/xml, text/html.
+    pub content_types: Vec<String>,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// Worker threads; `None` = one per core.
+    pub workers: Option<usize>,
+}
+
+/// `[[member]]`: one Client Access server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberConfig {
+    pub name: String,
+    /// As written (`127.0.0.1:9001` or `ex1.lab.local:80`).
+    pub address_text: String,
+    /// Resolved when the config was loaded.
+    pub address: SocketAddr,
+    /// What the member calls itself. Default: the name, lowercased.
+    pub fqdn: String,
+    /// Share of the traffic against the other members; default 1, 1..=100.
+    pub weight: u32,
+}
+
+/// `[[database]]`: `Set-MailboxDatabase -RpcClientAccessServer`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    pub name: String,
+    /// `None`: unset, Autodiscover keeps what the server said.
+    pub rpc_client_access_server: Option<String>,
+}
+
+/// A service's stickiness rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Affinity {
+    None,
+    /// The array inserts its own opaque cookie.
+    Cookie,
+    /// Consistent hashing of the client address.
+    SourceIp,
+    /// Consistent hashing of a request header's value (lowercase name).
+    Header(String),
+}
+
+/// `[[service]]`: one client protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub name: String,
+    /// Begins with `/`, no trailing `/`; matched case-insensitively.
+    pub prefix: String,
+    /// Health path; default `<prefix>/healthcheck.htm`.
+    pub health: String,
+    /// Longest quiet spell in a request or response body; default 15 min
+    /// (rpc and mapi: 3 h).
+    pub idle_timeout: Duration,
+    /// Time to the response head from a member; default 120 s.
+    pub response_timeout: Duration,
+    pub affinity: Affinity,
+    /// Rewrite member names in this service's bodies; default true for
+    /// autodiscover and owa, false elsewhere.
+    pub rewrite: bool,
+}
