@@ -1,1 +1,6 @@
-//! admin (being built).
+//! The admin side: Prometheus metrics and the admin API.
+pub mod metrics;
+// pub mod server;
+
+pub use metrics::Metrics;
+// pub use server::serve;

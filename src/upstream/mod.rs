@@ -1,1 +1,148 @@
-//! upstream (being built).
+//! The members behind the array: their live state, balancing, health checks
+//! and the connection pool.
+//!
+//! [`Upstreams`] is built from one config and swapped whole on reload; the
+//! per-member state it points to ([`member::MemberState`]) lives in a
+//! [`member::Registry`] that outlives reloads.
+
+pub mod balance;
+pub mod health;
+pub mod member;
+pub mod pool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::uri::Authority;
+
+use crate::admin::Metrics;
+use crate::config::Config;
+use balance::RoundRobin;
+use member::{HealthCell, MemberState, Registry};
+
+/// One member as the forwarding path sees it.
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    pub fqdn: String,
+    pub address: SocketAddr,
+    /// `address` as a URI authority, made once.
+    pub authority: Authority,
+    pub state: Arc<MemberState>,
+    /// Health per service, indexed like `Config::services`.
+    cells: Box<[Arc<HealthCell>]>,
+}
+
+impl Backend {
+    /// The health of service `s`.
+    pub fn cell(&self, s: usize) -> &HealthCell {
+        &self.cells[s]
+    }
+
+    /// Healthy for service `s` and not draining.
+    #[inline]
+    pub fn eligible(&self, s: usize) -> bool {
+        !self.state.is_draining() && self.cells[s].is_up()
+    }
+}
+
+/// The members of one config and a turn order per service.
+#[derive(Debug)]
+pub struct Upstreams {
+    backends: Box<[Backend]>,
+    service_names: Box<[String]>,
+    turns: Box<[RoundRobin]>,
+}
+
+/// Why building the upstreams failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("member {name}: address {address} cannot be used as a URI authority")]
+    BadAuthority { name: String, address: SocketAddr },
+}
+
+impl Upstreams {
+    /// Builds the upstreams of `cfg`, reusing member state from `registry`.
+    pub fn build(cfg: &Config, registry: &Registry) -> Result<Self, UpstreamError> {
+        let mut backends = Vec::with_capacity(cfg.members.len());
+        for m in &cfg.members {
+            let authority: Authority = m.address.to_string().parse().map_err(|_| {
+                UpstreamError::BadAuthority {
+                    name: m.name.clone(),
+                    address: m.address,
+                }
+            })?;
+            let state = registry.member(&m.name, m.address);
+            let cells = cfg.services.iter().map(|s| state.cell(&s.name)).collect();
+            backends.push(Backend {
+                name: m.name.clone(),
+                fqdn: m.fqdn.clone(),
+                address: m.address,
+                authority,
+                state,
+                cells,
+            });
+        }
+        let keep: Vec<_> = cfg
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), m.address))
+            .collect();
+        registry.retain(&keep);
+        let weights: Vec<u32> = cfg.members.iter().map(|m| m.weight).collect();
+        let turns = cfg.services.iter().map(|_| RoundRobin::new(&weights)).collect();
+        Ok(Upstreams {
+            backends: backends.into_boxed_slice(),
+            service_names: cfg.services.iter().map(|s| s.name.clone()).collect(),
+            turns,
+        })
+    }
+
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// Index of the member named `name` (case-insensitive).
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.backends
+            .iter()
+            .position(|b| b.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The next member for service `s`, skipping those in `tried`.
+    #[inline]
+    pub fn pick(&self, s: usize, tried: &[usize]) -> Option<usize> {
+        self.turns
+            .get(s)?
+            .pick(|m| self.backends[m].eligible(s), tried)
+    }
+
+    /// Any member healthy for service `s` and not draining?
+    pub fn any_eligible(&self, s: usize) -> bool {
+        self.backends.iter().any(|b| b.eligible(s))
+    }
+
+    /// Takes member `m` out of service `s` after a failure on the forwarding
+    /// path; the next good probe brings it back.
+    pub fn eject(&self, m: usize, s: usize, reason: &str, metrics: &Metrics) {
+        let (Some(b), Some(service)) = (self.backends.get(m), self.service_names.get(s)) else {
+            return;
+        };
+        if b.cells[s].mark_down_passive() {
+            tracing::warn!(member = %b.name, service = %service, "member down for service (passive): {reason}");
+            metrics.member_up.with_label_values(&[&b.name, service]).set(0);
+            metrics
+                .passive_ejections
+                .with_label_values(&[&b.name, service])
+                .inc();
+        }
+    }
+
+    /// Takes member `m` out of every service: its address refused a
+    /// connection, which no service on it can survive.
+    pub fn eject_all(&self, m: usize, reason: &str, metrics: &Metrics) {
+        for s in 0..self.service_names.len() {
+            self.eject(m, s, reason, metrics);
+        }
+    }
+}

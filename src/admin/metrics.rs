@@ -1,0 +1,227 @@
+//! The Prometheus metrics of the contract (DESIGN.md, "Metrics").
+//!
+//! One [`Metrics`] lives for the whole process and survives reloads. Label
+//! sets are bounded by the config (services, members, status codes);
+//! paths and client addresses are never labels.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds: 100 µs to 5 min, so sub-millisecond proxy
+/// overhead and hours-long streams both resolve.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Every metric the array exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `casarray_requests_total{service,member,code}`; member is "none" when
+    /// the array answered itself (404, 503...).
+    pub requests: IntCounterVec,
+    /// `casarray_request_duration_seconds{service}`: time to the response head.
+    pub request_duration: HistogramVec,
+    /// `casarray_member_up{member,service}`: 1 healthy, 0 not.
+    pub member_up: IntGaugeVec,
+    /// `casarray_health_checks_total{member,service,result}`; result is
+    /// "success" or "failure".
+    pub health_checks: IntCounterVec,
+    /// `casarray_upstream_retries_total{service}`.
+    pub upstream_retries: IntCounterVec,
+    /// `casarray_passive_ejections_total{member,service}`.
+    pub passive_ejections: IntCounterVec,
+    /// `casarray_connections_active`: client connections open now.
+    pub connections_active: IntGauge,
+    /// `casarray_connections_total`: client connections accepted.
+    pub connections_total: IntCounter,
+    /// `casarray_connections_refused_total`: refused past `max_connections`.
+    pub connections_refused: IntCounter,
+    /// `casarray_tls_handshake_errors_total`.
+    pub tls_handshake_errors: IntCounter,
+    /// `casarray_tls_handshake_duration_seconds`.
+    pub tls_handshake_duration: Histogram,
+    /// `casarray_config_reloads_total{result}`; result "success" or "failure".
+    pub config_reloads: IntCounterVec,
+    /// `casarray_certificate_expiry_timestamp_seconds{name}`.
+    pub certificate_expiry: IntGaugeVec,
+    /// `casarray_rewrites_total{service}`: member names replaced.
+    pub rewrites: IntCounterVec,
+    /// `casarray_member_in_flight{member}`: requests and streams in flight.
+    pub member_in_flight: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("casarray_requests_total", "Requests answered, by service, member and status code."),
+            &["service", "member", "code"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "casarray_request_duration_seconds",
+                "Time from the request head to the response head, by service.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["service"],
+        )?;
+        let member_up = IntGaugeVec::new(
+            Opts::new("casarray_member_up", "1 when the member is healthy for the service."),
+            &["member", "service"],
+        )?;
+        let health_checks = IntCounterVec::new(
+            Opts::new("casarray_health_checks_total", "Active health checks, by result."),
+            &["member", "service", "result"],
+        )?;
+        let upstream_retries = IntCounterVec::new(
+            Opts::new(
+                "casarray_upstream_retries_total",
+                "Requests sent again to another member after a failure.",
+            ),
+            &["service"],
+        )?;
+        let passive_ejections = IntCounterVec::new(
+            Opts::new(
+                "casarray_passive_ejections_total",
+                "Members taken out of a service by a failure on the forwarding path.",
+            ),
+            &["member", "service"],
+        )?;
+        let connections_active = IntGauge::new(
+            "casarray_connections_active",
+            "Client connections open now.",
+        )?;
+        let connections_total =
+            IntCounter::new("casarray_connections_total", "Client connections accepted.")?;
+        let connections_refused = IntCounter::new(
+            "casarray_connections_refused_total",
+            "Client connections refused because the connection limit was reached.",
+        )?;
+        let tls_handshake_errors = IntCounter::new(
+            "casarray_tls_handshake_errors_total",
+            "TLS handshakes that failed or timed out.",
+        )?;
+        let tls_handshake_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "casarray_tls_handshake_duration_seconds",
+                "Time to complete a TLS handshake.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new("casarray_config_reloads_total", "Config and certificate reloads, by result."),
+            &["result"],
+        )?;
+        let certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "casarray_certificate_expiry_timestamp_seconds",
+                "Expiry (notAfter) of each served certificate, Unix time.",
+            ),
+            &["name"],
+        )?;
+        let rewrites = IntCounterVec::new(
+            Opts::new(
+                "casarray_rewrites_total",
+                "Member names rewritten to array names in responses, by service.",
+            ),
+            &["service"],
+        )?;
+        let member_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "casarray_member_in_flight",
+                "Requests and streams in flight to each member.",
+            ),
+            &["member"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(member_up.clone()))?;
+        registry.register(Box::new(health_checks.clone()))?;
+        registry.register(Box::new(upstream_retries.clone()))?;
+        registry.register(Box::new(passive_ejections.clone()))?;
+        registry.register(Box::new(connections_active.clone()))?;
+        registry.register(Box::new(connections_total.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(tls_handshake_errors.clone()))?;
+        registry.register(Box::new(tls_handshake_duration.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(certificate_expiry.clone()))?;
+        registry.register(Box::new(rewrites.clone()))?;
+        registry.register(Box::new(member_in_flight.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+            member_up,
+            health_checks,
+            upstream_retries,
+            passive_ejections,
+            connections_active,
+            connections_total,
+            connections_refused,
+            tls_handshake_errors,
+            tls_handshake_duration,
+            config_reloads,
+            certificate_expiry,
+            rewrites,
+            member_in_flight,
+        })
+    }
+
+    /// The registry, for collectors added elsewhere (process metrics).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_contract_names() {
+        let m = Metrics::new().unwrap();
+        m.requests.with_label_values(&["owa", "EX1", "200"]).inc();
+        m.request_duration.with_label_values(&["owa"]).observe(0.01);
+        m.member_up.with_label_values(&["EX1", "owa"]).set(1);
+        m.health_checks
+            .with_label_values(&["EX1", "owa", "success"])
+            .inc();
+        m.upstream_retries.with_label_values(&["owa"]).inc();
+        m.config_reloads.with_label_values(&["success"]).inc();
+        m.certificate_expiry
+            .with_label_values(&["mail.lab.com"])
+            .set(1);
+        m.rewrites.with_label_values(&["owa"]).inc();
+        let text = m.render();
+        for name in [
+            "casarray_requests_total",
+            "casarray_request_duration_seconds_bucket",
+            "casarray_member_up",
+            "casarray_health_checks_total",
+            "casarray_upstream_retries_total",
+            "casarray_connections_active",
+            "casarray_tls_handshake_errors_total",
+            "casarray_config_reloads_total",
+            "casarray_certificate_expiry_timestamp_seconds",
+            "casarray_rewrites_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}
