@@ -1,1 +1,14 @@
-//! proxy (being built).
+//! The client side of the array: the listener, connection handling,
+//! forwarding and the array's own answers.
+
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod idle;
+pub mod listener;
+pub mod replay;
+pub mod respond;
+pub mod router;
+pub mod snapshot;
+
+pub use body::{BoxError, ProxyBody};

@@ -1,0 +1,122 @@
+//! The HTTPS listener: accept, limit, TLS handshake, serve HTTP/1.1 or
+//! HTTP/2 by ALPN, and stop gracefully.
+//!
+//! A connection past `max_connections` is closed at once, before any TLS
+//! work, so a flood costs a socket accept and a close. Accept errors such as
+//! EMFILE back off instead of spinning. A handshake that does not finish
+//! within `tls.handshake_timeout` is dropped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use super::forward;
+use super::snapshot::Snapshot;
+use crate::admin::Metrics;
+
+/// What every connection task shares.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub tls: ArcSwap<rustls::ServerConfig>,
+    pub metrics: Metrics,
+    pub limit: Arc<Semaphore>,
+}
+
+/// Accepts until `stop` turns true, then returns; connections already
+/// accepted are watched by `watcher` and finish on their own.
+pub async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(5);
+                a
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS...: the process is out of something;
+                // wait for connections to close instead of spinning.
+                tracing::warn!("accept failed: {e}; pausing {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&shared.limit).try_acquire_owned() else {
+            shared.metrics.connections_refused.inc();
+            drop(stream);
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let watcher = watcher.clone();
+        tokio::spawn(async move {
+            shared.metrics.connections_total.inc();
+            shared.metrics.connections_active.inc();
+            serve_connection(stream, peer, &shared, watcher).await;
+            shared.metrics.connections_active.dec();
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, watcher: Watcher) {
+    let _ = stream.set_nodelay(true);
+    let snap = shared.snapshot.load_full();
+    let acceptor = TlsAcceptor::from(shared.tls.load_full());
+    let started = Instant::now();
+    let tls = match tokio::time::timeout(snap.cfg.tls.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            shared.metrics.tls_handshake_errors.inc();
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake_errors.inc();
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    shared
+        .metrics
+        .tls_handshake_duration
+        .observe(started.elapsed().as_secs_f64());
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(tls);
+    let svc_shared = Arc::clone(shared);
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&svc_shared);
+        async move {
+            let snap = shared.snapshot.load_full();
+            Ok::<_, std::convert::Infallible>(forward::handle(snap, &shared.metrics, req, peer).await)
+        }
+    });
+    let builder = snap.http.clone();
+    let result = if h2 {
+        let conn = builder.http2_only().serve_connection(io, service).into_owned();
+        watcher.watch(conn).await
+    } else {
+        let conn = builder.http1_only().serve_connection(io, service).into_owned();
+        watcher.watch(conn).await
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, "connection ended with an error: {e}");
+    }
+}

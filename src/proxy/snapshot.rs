@@ -1,0 +1,186 @@
+//! Everything the forwarding path reads, built from one config and swapped
+//! whole on reload (arc-swap): a request sees one consistent config from
+//! start to end, and never takes a lock to read it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use prometheus::{Histogram, IntCounter};
+
+use super::replay::ReplayBody;
+use super::router::Router;
+use crate::admin::Metrics;
+use crate::config::Config;
+use crate::rewrite::{MemberIdentity, RewritePlan};
+use crate::upstream::member::Registry;
+use crate::upstream::pool::{self, UpstreamClient};
+use crate::upstream::{UpstreamError, Upstreams};
+
+/// A service with its metric handles resolved once.
+#[derive(Debug)]
+pub struct ServiceRt {
+    pub name: String,
+    pub idle_timeout: Duration,
+    pub response_timeout: Duration,
+    pub rewrite: bool,
+    /// Autodiscover answers get the EXCH-aware rewriter.
+    pub autodiscover: bool,
+    pub duration: Histogram,
+    pub retries: IntCounter,
+    pub rewrites: IntCounter,
+}
+
+/// One config, ready to serve.
+pub struct Snapshot {
+    pub cfg: Arc<Config>,
+    pub upstreams: Arc<Upstreams>,
+    pub router: Router,
+    pub services: Box<[ServiceRt]>,
+    pub plan: Arc<RewritePlan>,
+    pub client: UpstreamClient<ReplayBody>,
+    /// Host names clients may use (lowercase, no port).
+    pub hosts: Box<[String]>,
+    /// The connection builder (HTTP/1.1 and HTTP/2 settings, timeouts).
+    pub http: auto::Builder<TokioExecutor>,
+    /// `https://<public name>` prefix, for redirects.
+    pub public_origin: HeaderValue,
+}
+
+impl Snapshot {
+    pub fn build(
+        cfg: Arc<Config>,
+        registry: &Registry,
+        metrics: &Metrics,
+    ) -> Result<Self, UpstreamError> {
+        let upstreams = Arc::new(Upstreams::build(&cfg, registry)?);
+        let router = Router::new(&cfg.services);
+        let services = cfg
+            .services
+            .iter()
+            .map(|s| ServiceRt {
+                name: s.name.clone(),
+                idle_timeout: s.idle_timeout,
+                response_timeout: s.response_timeout,
+                rewrite: s.rewrite,
+                autodiscover: s.name.eq_ignore_ascii_case("autodiscover"),
+                duration: metrics.request_duration.with_label_values(&[&s.name]),
+                retries: metrics.upstream_retries.with_label_values(&[&s.name]),
+                rewrites: metrics.rewrites.with_label_values(&[&s.name]),
+            })
+            .collect();
+        let identities: Vec<MemberIdentity> = cfg
+            .members
+            .iter()
+            .map(|m| MemberIdentity {
+                name: m.name.clone(),
+                fqdn: m.fqdn.clone(),
+                address: m.address,
+            })
+            .collect();
+        let databases: Vec<(String, Option<String>)> = cfg
+            .databases
+            .iter()
+            .map(|d| (d.name.clone(), d.rpc_client_access_server.clone()))
+            .collect();
+        let public = cfg
+            .array
+            .public_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| cfg.array.fqdn.clone());
+        let plan = Arc::new(RewritePlan::new(
+            &identities,
+            &public,
+            &cfg.array.name,
+            &databases,
+        ));
+        let mut hosts: Vec<String> = cfg
+            .array
+            .public_names
+            .iter()
+            .chain(std::iter::once(&cfg.array.fqdn))
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let public_origin = HeaderValue::from_str(&format!("https://{public}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("https://localhost"));
+        Ok(Snapshot {
+            client: pool::client(&cfg.proxy),
+            http: connection_builder(&cfg),
+            cfg,
+            upstreams,
+            router,
+            services,
+            plan,
+            hosts: hosts.into_boxed_slice(),
+            public_origin,
+        })
+    }
+
+    /// Whether `host` (a Host header or :authority, port allowed) names the
+    /// array. IP literals are accepted: they cannot route anywhere else.
+    pub fn accepts_host(&self, host: &str) -> bool {
+        let name = strip_port(host);
+        if name.parse::<std::net::IpAddr>().is_ok()
+            || name
+                .strip_prefix('[')
+                .and_then(|n| n.strip_suffix(']'))
+                .is_some_and(|n| n.parse::<std::net::Ipv6Addr>().is_ok())
+        {
+            return true;
+        }
+        let name = name.strip_suffix('.').unwrap_or(name);
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 settings for client connections.
+fn connection_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
+    let p = &cfg.proxy;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(p.header_read_timeout)
+        .keep_alive(true)
+        .max_buf_size(p.max_header_bytes.max(8192))
+        .max_headers(100);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(p.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(p.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(Some(64))
+        .max_local_error_reset_streams(Some(256))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("mail.lab.com:8443"), "mail.lab.com");
+        assert_eq!(strip_port("mail.lab.com"), "mail.lab.com");
+        assert_eq!(strip_port("[::1]:443"), "[::1]");
+        assert_eq!(strip_port("127.0.0.1:1"), "127.0.0.1");
+    }
+}
