@@ -1,3 +1,66 @@
 //! The config file: model, defaults (the Exchange profile) and validation.
+//!
+//! [`load`] reads a file, [`parse`] turns its text into a validated
+//! [`Config`]. Every error names the file and the 1-based line and column of
+//! the key or value at fault: `casarray.toml:12:11: member.address: ...`.
+//!
+//! Layers: `raw` (serde structs mirroring the TOML, unknown keys refused,
+//! spans kept), `validate` (defaults, checks, path resolution), `values`
+//! (checks of single values), `duration`, `profile` (the built-in Exchange
+//! services), `span` (byte offsets to line:col), `error`.
+
+mod duration;
+mod error;
 mod model;
+mod profile;
+mod raw;
+mod span;
+mod validate;
+mod values;
+
+use std::path::Path;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::ConfigError;
 pub use model::*;
+pub use profile::{exchange_profile, Profile};
+pub use span::Position;
+
+/// Reads and validates the config file at `path`. A missing or unreadable
+/// file is a [`ConfigError::Read`] naming it.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config `text` as if read from `path`: relative paths are
+/// resolved against `path`'s directory, and the certificate, key and token
+/// files they name must exist.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let raw = raw::from_str(text).map_err(|e| syntax_error(&e, text, path))?;
+    validate::validate(raw, text, path)
+}
+
+/// toml's error (bad TOML, unknown key, wrong type, missing key) placed at
+/// its span, or at the start of the file when it has none.
+fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
+    let offset = e.span().map_or(0, |s| s.start);
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    ConfigError::Syntax {
+        path: path.to_path_buf(),
+        at: span::position(text, offset),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests;

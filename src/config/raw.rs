@@ -1,0 +1,148 @@
+//! The config file as written: serde structs mirroring the TOML, unknown
+//! keys refused, every value that validation may complain about kept with
+//! its byte span.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A value with its byte span in the file.
+pub(crate) type S<T> = Spanned<T>;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub array: S<RawArray>,
+    pub listen: S<RawListen>,
+    pub tls: S<RawTls>,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub health: Option<S<RawHealth>>,
+    #[serde(default)]
+    pub proxy: Option<RawProxy>,
+    #[serde(default)]
+    pub rewrite: Option<RawRewrite>,
+    #[serde(default)]
+    pub runtime: Option<RawRuntime>,
+    #[serde(default)]
+    pub member: Option<S<Vec<S<RawMember>>>>,
+    #[serde(default)]
+    pub database: Vec<S<RawDatabase>>,
+    #[serde(default)]
+    pub service: Vec<S<RawService>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawArray {
+    pub name: S<String>,
+    pub fqdn: S<String>,
+    pub site: Option<S<String>>,
+    pub public_names: Option<S<Vec<S<String>>>>,
+    pub profile: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub https: S<String>,
+    pub admin: Option<S<String>>,
+    pub http_redirect: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertKey {
+    pub cert: S<String>,
+    pub key: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert: S<String>,
+    pub key: Option<S<String>>,
+    #[serde(default)]
+    pub sni: Vec<RawCertKey>,
+    pub handshake_timeout: Option<S<String>>,
+    pub session_resumption: Option<bool>,
+    pub watch: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub token_file: Option<S<String>>,
+    pub state_file: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub rise: Option<S<u32>>,
+    pub fall: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    pub connect_timeout: Option<S<String>>,
+    pub header_read_timeout: Option<S<String>>,
+    pub pool_idle_timeout: Option<S<String>>,
+    pub pool_max_idle_per_member: Option<usize>,
+    pub drain_timeout: Option<S<String>>,
+    pub max_connections: Option<S<usize>>,
+    pub replay_body_limit: Option<usize>,
+    pub max_header_bytes: Option<S<usize>>,
+    pub h2_max_concurrent_streams: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRewrite {
+    pub expose_server_headers: Option<bool>,
+    pub content_types: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntime {
+    pub workers: Option<S<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMember {
+    pub name: S<String>,
+    pub address: S<String>,
+    pub fqdn: Option<S<String>>,
+    pub weight: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDatabase {
+    pub name: S<String>,
+    pub rpc_client_access_server: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub name: S<String>,
+    pub prefix: Option<S<String>>,
+    pub health: Option<S<String>>,
+    pub idle_timeout: Option<S<String>>,
+    pub response_timeout: Option<S<String>>,
+    pub affinity: Option<S<String>>,
+    pub rewrite: Option<bool>,
+}
+
+/// Parses the text into the raw structs; the error carries toml's message
+/// and byte span.
+pub(crate) fn from_str(text: &str) -> Result<RawConfig, toml::de::Error> {
+    toml::from_str(text)
+}
