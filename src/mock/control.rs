@@ -1,0 +1,56 @@
+//! `/mock/*`: switches for tests and demos. `POST /mock/fail/<service>`,
+//! `POST /mock/heal/<service>`, `POST /mock/latency?ms=N`,
+//! `GET /mock/state` (JSON).
+
+use std::sync::atomic::Ordering;
+
+use http::{Method, Response, StatusCode};
+
+use super::health;
+use super::request::query_param;
+use super::response::{self, Body};
+use super::server::Shared;
+
+/// Answers a `/mock/...` request; `path` is lower case.
+pub fn handle(shared: &Shared, method: &Method, path: &str, uri: &http::Uri) -> Response<Body> {
+    let rest = path.trim_start_matches("/mock/");
+    if rest == "state" {
+        return if method == Method::GET {
+            state(shared)
+        } else {
+            response::status(StatusCode::METHOD_NOT_ALLOWED)
+        };
+    }
+    if method != Method::POST {
+        return response::status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    if rest == "latency" {
+        let Some(ms) = query_param(uri, "ms").and_then(|v| v.parse::<u64>().ok()) else {
+            return response::status(StatusCode::BAD_REQUEST);
+        };
+        shared.latency_ms.store(ms, Ordering::Relaxed);
+        return state(shared);
+    }
+    let (action, service) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(service) = health::service_named(service) else {
+        return response::status(StatusCode::NOT_FOUND);
+    };
+    match action {
+        "fail" => shared.health.set_failed(service, true),
+        "heal" => shared.health.set_failed(service, false),
+        _ => return response::status(StatusCode::NOT_FOUND),
+    }
+    tracing::info!(server = %shared.name, service, action, "mock switch");
+    state(shared)
+}
+
+fn state(shared: &Shared) -> Response<Body> {
+    let body = serde_json::json!({
+        "name": shared.name,
+        "fqdn": shared.fqdn,
+        "failed": shared.health.failed(),
+        "latency_ms": shared.latency_ms.load(Ordering::Relaxed),
+        "rpc": shared.rpc.snapshot(),
+    });
+    response::with_body(StatusCode::OK, response::JSON, body.to_string())
+}
