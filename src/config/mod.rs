@@ -44,6 +44,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     validate::validate(raw, text, path)
 }
 
+/// Validates only the `[array]` table of `text` (the rest may be missing or
+/// incomplete), with the same checks and errors as [`parse`]: for tools that
+/// write a config in steps, like `casarray array new`. Returns the array and
+/// the service profile it selects.
+pub fn parse_array(text: &str, path: &Path) -> Result<(ArrayConfig, Profile), ConfigError> {
+    let raw = raw::from_str(text).map_err(|e| syntax_error(&e, text, path))?;
+    validate::validate_array(raw, text, path)
+}
+
 /// toml's error (bad TOML, unknown key, wrong type, missing key) placed at
 /// its span, or at the start of the file when it has none.
 fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
@@ -54,7 +63,9 @@ fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join("; ");
+        .join("; ")
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key");
     ConfigError::Syntax {
         path: path.to_path_buf(),
         at: span::position(text, offset),

@@ -33,6 +33,12 @@ pub(crate) struct RawConfig {
     pub service: Vec<S<RawService>>,
 }
 
+/// Only the `[array]` table; everything else is ignored.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawArrayOnly {
+    pub array: S<RawArray>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawArray {
@@ -143,6 +149,6 @@ pub(crate) struct RawService {
 
 /// Parses the text into the raw structs; the error carries toml's message
 /// and byte span.
-pub(crate) fn from_str(text: &str) -> Result<RawConfig, toml::de::Error> {
+pub(crate) fn from_str<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, toml::de::Error> {
     toml::from_str(text)
 }

@@ -364,11 +364,362 @@ fn load_names_a_missing_file() {
     assert!(load(&d.config).is_ok());
 }
 
+/// `MINIMAL` with `extra` appended.
+fn minimal_with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
 #[test]
-fn syntax_errors() {
+fn toml_and_shape_errors() {
     let d = dir();
+    let cases = [
+        (
+            example_with("rise = 2", "rise = "),
+            "F:21:8: string values must be quoted, expected literal string",
+        ),
+        (
+            example_with("[health]", "[health\n"),
+            "F:18:8: unclosed table, expected `]`",
+        ),
+        (
+            example_with("[tls]", "[tls]\n[tls]"),
+            "F:12:2: duplicate key",
+        ),
+        (
+            example_with("rise = 2", "rise = 2\nrize = 3"),
+            "F:22:1: unknown key `rize`, expected one of `interval`, `timeout`, `rise`, `fall`",
+        ),
+        (
+            format!("{EXAMPLE}\n[listen2]\n"),
+            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `member`, `database`, `service`",
+        ),
+        (
+            example_with("rise = 2", "rise = \"2\""),
+            "F:21:8: invalid type: string \"2\", expected u32",
+        ),
+        (
+            example_with("rise = 2", "rise = -1"),
+            "F:21:8: invalid value: integer `-1`, expected u32",
+        ),
+        (
+            example_with("https = \"0.0.0.0:443\"", "https = { a = 1 }"),
+            "F:7:9: invalid type: map, expected a string",
+        ),
+        (
+            example_with("name = \"EX1\"\n", ""),
+            "F:24:1: missing key `name`",
+        ),
+        (
+            example_with("fqdn = \"mail.lab.com\"\n", ""),
+            "F:1:1: missing key `fqdn`",
+        ),
+        (
+            example_with("[tls]\ncert = \"certs/mail.lab.com.crt\"\nkey = \"certs/mail.lab.com.key\"\n", ""),
+            "F:1:1: missing key `tls`",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
+    let e = d.parse(&example_with("rise = 2", "rise = ")).unwrap_err();
+    assert!(matches!(e, ConfigError::Syntax { .. }));
+    assert_eq!(e.position(), Some(Position { line: 21, col: 8 }));
+}
+
+#[test]
+fn member_errors() {
+    let d = dir();
+    let cases = [
+        (
+            example_with(
+                "[[member]]\nname = \"EX1\"\naddress = \"127.0.0.1:9001\"\nfqdn = \"ex1.lab.local\"\n",
+                "",
+            ),
+            "F:1:1: no [[member]]: the array needs at least one member".to_string(),
+        ),
+        (
+            format!("member = []\n{}", MINIMAL.replace("[[member]]\nname = \"EX1\"\naddress = \"127.0.0.1:9001\"\n", "")),
+            "F:1:10: no [[member]]: the array needs at least one member".to_string(),
+        ),
+        (
+            minimal_with("\n[[member]]\nname = \"ex1\"\naddress = \"127.0.0.1:9002\"\n"),
+            "F:16:8: member.name: duplicate member \"ex1\" (first at line 12; names are case-insensitive)".to_string(),
+        ),
+        (
+            example_with("name = \"EX1\"", "name = \"EX 1\""),
+            "F:25:8: member.name: member name \"EX 1\" may only hold letters, digits, '-', '_' and '.'".to_string(),
+        ),
+        (
+            example_with("name = \"EX1\"\naddress = \"127.0.0.1:9001\"\nfqdn = \"ex1.lab.local\"", "name = \"EX_1\"\naddress = \"127.0.0.1:9001\""),
+            "F:25:8: member.name: member.fqdn \"ex_1\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed (the default fqdn is the name: set fqdn)".to_string(),
+        ),
+        (
+            example_with("\"127.0.0.1:9001\"", "\"127.0.0.1\""),
+            "F:26:11: member.address: \"127.0.0.1\" is not host:port (like 127.0.0.1:9001, [::1]:9001 or ex1.lab.local:443)".to_string(),
+        ),
+        (
+            example_with("\"127.0.0.1:9001\"", "\"::1:9001\""),
+            "F:26:11: member.address: \"::1:9001\" is not host:port (like 127.0.0.1:9001, [::1]:9001 or ex1.lab.local:443)".to_string(),
+        ),
+        (
+            example_with("\"127.0.0.1:9001\"", "\"ex1.lab.local:99999\""),
+            "F:26:11: member.address: \"ex1.lab.local:99999\" is not host:port (like 127.0.0.1:9001, [::1]:9001 or ex1.lab.local:443)".to_string(),
+        ),
+        (
+            example_with("fqdn = \"ex1.lab.local\"", "fqdn = \"ex1..local\""),
+            "F:27:8: member.fqdn: member.fqdn \"ex1..local\" is not a valid DNS name: empty label".to_string(),
+        ),
+        (
+            example_with("fqdn = \"ex1.lab.local\"", "fqdn = \"ex1.lab.local\"\nweight = 0"),
+            "F:28:10: member.weight: 0 is not within 1..=100".to_string(),
+        ),
+        (
+            example_with("fqdn = \"ex1.lab.local\"", "fqdn = \"ex1.lab.local\"\nweight = 101"),
+            "F:28:10: member.weight: 101 is not within 1..=100".to_string(),
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
+    let ipv6 = d
+        .parse(&example_with("\"127.0.0.1:9001\"", "\"[::1]:9001\""))
+        .unwrap();
+    assert_eq!(ipv6.members[0].address, "[::1]:9001".parse().unwrap());
+    let e = d.error(&example_with(
+        "\"127.0.0.1:9001\"",
+        "\"nohost.invalid:9001\"",
+    ));
+    assert!(
+        e.starts_with("F:26:11: member.address: cannot resolve \"nohost.invalid:9001\": "),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_files_point_at_their_key() {
+    let d = dir();
+    let p = |rel: &str| d.path(rel).display().to_string();
+    let cases = [
+        (
+            example_with(
+                "cert = \"certs/mail.lab.com.crt\"",
+                "cert = \"certs/nope.crt\"",
+            ),
+            format!(
+                "F:12:1: tls.cert: file \"{}\" not found",
+                p("certs/nope.crt")
+            ),
+        ),
+        (
+            example_with(
+                "key = \"certs/mail.lab.com.key\"",
+                "  key   =  \"nope.key\"",
+            ),
+            format!("F:13:3: tls.key: file \"{}\" not found", p("nope.key")),
+        ),
+        (
+            example_with("key = \"certs/mail.lab.com.key\"", "key = \"certs\""),
+            format!("F:13:1: tls.key: file \"{}\" is not a file", p("certs")),
+        ),
+        (
+            example_with("token_file = \"admin.token\"", "token_file = \"nope\""),
+            format!("F:16:1: admin.token_file: file \"{}\" not found", p("nope")),
+        ),
+        (
+            example_with(
+                "[admin]",
+                "[[tls.sni]]\ncert = \"bundle.pem\"\nkey = \"sni.key\"\n\n[admin]",
+            ),
+            format!("F:17:1: tls.sni.key: file \"{}\" not found", p("sni.key")),
+        ),
+        (
+            example_with("[admin]", "[[tls.sni]]\ncert = \"\"\n\n[admin]"),
+            "F:16:8: tls.sni.cert: empty path".to_string(),
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
+}
+
+#[test]
+fn health_errors() {
+    let d = dir();
+    let cases = [
+        (example_with("rise = 2", "rise = 0"), "F:21:8: health.rise: must be at least 1"),
+        (example_with("fall = 2", "fall = 0"), "F:22:8: health.fall: must be at least 1"),
+        (
+            example_with("timeout = \"500ms\"", "timeout = \"1s\""),
+            "F:20:11: health.timeout (1s) must be below health.interval (1s)",
+        ),
+        (
+            example_with("timeout = \"500ms\"\n", "").replacen("\"1s\"", "\"200ms\"", 1),
+            "F:19:12: health.timeout (500ms) must be below health.interval (200ms)",
+        ),
+        (
+            example_with("interval = \"1s\"", "interval = \"1 s\""),
+            "F:19:12: health.interval: invalid duration \"1 s\": unknown unit \" s\" (write a number and a unit: ms, s, m, h, d; like \"500ms\", \"1s\" or \"1h30m\")",
+        ),
+        (
+            example_with("interval = \"1s\"", "interval = \"0s\""),
+            "F:19:12: health.interval: must be above zero",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
+}
+
+#[test]
+fn service_errors() {
+    let d = dir();
+    let svc = |body: &str| {
+        minimal_with(&format!(
+            "\n[[service]]\nname = \"owa\"\n\n[[service]]\n{body}\n"
+        ))
+    };
+    let cases = [
+        (
+            svc("name = \"owa\""),
+            "F:19:8: service.name: duplicate service \"owa\"",
+        ),
+        (
+            svc("name = \"web\"\nprefix = \"/OWA/\""),
+            "F:20:10: service.prefix: \"/OWA\" is already the prefix of service \"owa\" (prefixes are case-insensitive)",
+        ),
+        (
+            svc("name = \"web\"\nprefix = \"web\""),
+            "F:20:10: service.prefix: prefix \"web\" must start with '/'",
+        ),
+        (
+            svc("name = \"web\"\nprefix = \"/\""),
+            "F:20:10: service.prefix: prefix \"/\" must name a path, like /owa (\"/\" is the array's own)",
+        ),
+        (
+            svc("name = \"web\""),
+            "F:19:8: service \"web\": prefix is required (not a built-in service)",
+        ),
+        (
+            svc("name = \"Web\"\nprefix = \"/web\""),
+            "F:19:8: service.name: service name \"Web\" must be lowercase letters, digits, '-' or '_'",
+        ),
+        (
+            svc("name = \"ews\"\nhealth = \"ews/ping\""),
+            "F:20:10: service.health: health path \"ews/ping\" must start with '/'",
+        ),
+        (
+            svc("name = \"ews\"\nidle_timeout = \"forever\""),
+            "F:20:16: service.idle_timeout: invalid duration \"forever\": expected a number (write a number and a unit: ms, s, m, h, d; like \"500ms\", \"1s\" or \"1h30m\")",
+        ),
+        (
+            svc("name = \"ews\"\naffinity = \"sticky\""),
+            "F:20:12: service.affinity: unknown affinity \"sticky\" (expected none, cookie, source-ip or header:<name>)",
+        ),
+        (
+            svc("name = \"ews\"\naffinity = \"header:x user\""),
+            "F:20:12: service.affinity: affinity \"header:x user\": \"x user\" is not a valid header name",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
+}
+
+#[test]
+fn array_listen_and_other_errors() {
+    let d = dir();
+    let cases = [
+        (
+            example_with("fqdn = \"mail.lab.com\"", "fqdn = \"mail lab\""),
+            "F:3:8: array.fqdn: array.fqdn \"mail lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed",
+        ),
+        (
+            example_with("name = \"mail.lab.com\"", "name = \"\""),
+            "F:2:8: array.name: array name must not be empty",
+        ),
+        (
+            example_with("site = \"Default-First-Site-Name\"", "site = \"Lab\"\npublic_names = []"),
+            "F:5:16: array.public_names: must name at least one host (or leave it out: default [fqdn])",
+        ),
+        (
+            example_with("site = \"Default-First-Site-Name\"", "public_names = [\"a.lab.com\", \"-b.lab.com\"]"),
+            "F:4:30: array.public_names: array.public_names \"-b.lab.com\" is not a valid DNS name: a label starts or ends with '-'",
+        ),
+        (
+            example_with("site = \"Default-First-Site-Name\"", "public_names = [\"a.lab.com\", \"A.lab.com\"]"),
+            "F:4:30: array.public_names: \"A.lab.com\" is listed twice",
+        ),
+        (
+            example_with("https = \"0.0.0.0:443\"", "https = \"0.0.0.0\""),
+            "F:7:9: listen.https: \"0.0.0.0\" is not a listen address: expected IP:PORT, like 0.0.0.0:443 or [::]:443",
+        ),
+        (
+            example_with("admin = \"127.0.0.1:9090\"", "admin = \"0.0.0.0:443\""),
+            "F:8:9: listen.admin: 0.0.0.0:443 is also listen.https",
+        ),
+        (
+            example_with("# http_redirect = \"0.0.0.0:80\"", "http_redirect = \"127.0.0.1:9090\""),
+            "F:9:17: listen.http_redirect: 127.0.0.1:9090 is also listen.admin",
+        ),
+        (
+            example_with("name = \"DB01\"", "name = \"DB01\"\n[[database]]\nname = \"db01\""),
+            "F:32:8: database.name: duplicate database \"db01\" (names are case-insensitive)",
+        ),
+        (
+            example_with("rpc_client_access_server = \"mail.lab.com\"", "rpc_client_access_server = \"mail_lab\""),
+            "F:31:28: database.rpc_client_access_server: database.rpc_client_access_server \"mail_lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed",
+        ),
+        (
+            minimal_with("\n[runtime]\nworkers = 0\n"),
+            "F:16:11: runtime.workers: must be at least 1",
+        ),
+        (
+            minimal_with("\n[proxy]\nmax_connections = 0\n"),
+            "F:16:19: proxy.max_connections: must be at least 1",
+        ),
+        (
+            minimal_with("\n[proxy]\nconnect_timeout = \"2\"\n"),
+            "F:16:19: proxy.connect_timeout: invalid duration \"2\": missing unit (write a number and a unit: ms, s, m, h, d; like \"500ms\", \"1s\" or \"1h30m\")",
+        ),
+        (
+            minimal_with("\n[rewrite]\ncontent_types = [\"xml\"]\n"),
+            "F:16:18: rewrite.content_types: content type \"xml\" is not type/subtype (like text/xml)",
+        ),
+        (
+            minimal_with("\n[tls.x]\n"),
+            "F:15:6: unknown key `x`, expected one of `cert`, `key`, `sni`, `handshake_timeout`, `session_resumption`, `watch`",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
+    let ephemeral = example_with("\"0.0.0.0:443\"", "\"127.0.0.1:0\"").replacen(
+        "\"127.0.0.1:9090\"",
+        "\"127.0.0.1:0\"",
+        1,
+    );
+    assert!(d.parse(&ephemeral).is_ok());
+}
+
+#[test]
+fn parse_array_checks_only_the_array() {
+    let d = dir();
+    let text =
+        "[array]\nname = \"casarray\"\nfqdn = \"mail.lab.com\"\n\n[tls]\ncert = \"nope.crt\"\n";
+    let (array, profile) = parse_array(text, &d.config).unwrap();
+    assert_eq!(array.public_names, ["mail.lab.com"]);
+    assert_eq!(profile, Profile::Exchange2013);
+    let e = parse_array(&text.replace("mail.lab.com", "mail lab"), &d.config).unwrap_err();
     assert_eq!(
-        d.error(&example_with("rise = 2", "rise = ")),
-        "F:21:8: string values must be quoted, expected literal string"
+        e.to_string(),
+        format!(
+            "{}:3:8: array.fqdn: array.fqdn \"mail lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed",
+            d.config.display()
+        )
+    );
+    let e = parse_array("[listen]\n", &d.config).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{}:1:1: missing key `array`", d.config.display())
     );
 }

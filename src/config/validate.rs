@@ -50,6 +50,20 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     })
 }
 
+/// Validates only the `[array]` table.
+pub(crate) fn validate_array(
+    raw: RawArrayOnly,
+    text: &str,
+    path: &Path,
+) -> Result<(ArrayConfig, Profile), ConfigError> {
+    let cx = Ctx {
+        text,
+        path,
+        dir: PathBuf::new(),
+    };
+    cx.array(&raw.array)
+}
+
 /// What errors need to say where.
 struct Ctx<'a> {
     text: &'a str,
@@ -194,7 +208,8 @@ impl Ctx<'_> {
             None => None,
         };
         let clash = |key: &str, addr: std::net::SocketAddr, value: Option<&S<String>>| {
-            if addr == https {
+            // Port 0 asks the system for a free port: no clash.
+            if addr == https && addr.port() != 0 {
                 let span = value.map_or(raw.span(), S::span);
                 return Err(self.at_value(span, format!("{key}: {addr} is also listen.https")));
             }
@@ -203,7 +218,7 @@ impl Ctx<'_> {
         clash("listen.admin", admin, l.admin.as_ref())?;
         if let Some(r) = http_redirect {
             clash("listen.http_redirect", r, l.http_redirect.as_ref())?;
-            if r == admin {
+            if r == admin && r.port() != 0 {
                 let span = l.http_redirect.as_ref().map_or(raw.span(), S::span);
                 return Err(self.at_value(
                     span,
