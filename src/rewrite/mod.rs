@@ -1,1 +1,34 @@
-//! rewrite (being built).
+//! Rewriting what members say about themselves into the array's names.
+//!
+//! A [`RewritePlan`] is built once per configuration. The proxy then:
+//!
+//! - asks members for unencoded answers on rewritten routes
+//!   ([`request_identity_encoding`]);
+//! - rewrites every response head ([`rewrite_response_headers`]);
+//! - for services with `rewrite = true` and a body chosen by
+//!   [`should_rewrite_body`], drops `Content-Length` and wraps the body in a
+//!   [`RewriteBody`] (Autodiscover answers get [`RewriteBody::autodiscover`],
+//!   others [`RewriteBody::generic`]). Every other body passes byte for byte.
+//!
+//! Member names, fqdns and addresses become the array's public name, found
+//! ASCII case-insensitively and only where they stand alone as host names
+//! (see `patterns`). The one exception, as in Exchange: in an Autodiscover
+//! EXCH section, a database without an RPC client access server keeps the
+//! `<Server>` the member gave.
+
+mod autodiscover;
+mod body;
+mod headers;
+mod patterns;
+mod plan;
+mod protocol;
+mod stream;
+
+pub use autodiscover::{AutodiscoverRewriter, DEFAULT_MAX_ELEMENT};
+pub use body::{BodyRewriter, RewriteBody};
+pub use headers::{
+    request_identity_encoding, rewrite_response_headers, should_rewrite_body,
+    SERVER_IDENTITY_HEADERS,
+};
+pub use plan::{names_member, MemberIdentity, RewritePlan};
+pub use stream::StreamRewriter;

@@ -1,0 +1,333 @@
+//! Response and request head rules for rewritten answers.
+//!
+//! - Server-identity headers ([`SERVER_IDENTITY_HEADERS`]) are removed, or,
+//!   when exposed for debugging, set to the member's config name.
+//! - `Set-Cookie`: a `Domain` naming a member becomes the public name; a
+//!   `Domain` that is a member's IP address is removed. Cookie names and
+//!   values are left alone (they may be signed).
+//! - Every other header (`Location`, `Content-Location`, `Refresh`,
+//!   `WWW-Authenticate` realms, ...) gets the generic rewrite.
+
+use bytes::BytesMut;
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, SET_COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::plan::{names_member, RewritePlan};
+
+/// Headers by which Exchange-style servers say who answered (lowercase).
+pub const SERVER_IDENTITY_HEADERS: &[&str] = &[
+    "x-feserver",
+    "x-beserver",
+    "x-calculatedbetarget",
+    "x-calculatedfetarget",
+    "x-targetbeserver",
+    "x-diaginfo",
+    "x-feproxyinfo",
+];
+
+/// Rewrites a response head from `member_name`; returns the header values
+/// changed or removed. With `expose_server_headers` the identity headers
+/// stay, carrying `member_name`.
+pub fn rewrite_response_headers(
+    headers: &mut HeaderMap,
+    plan: &RewritePlan,
+    expose_server_headers: bool,
+    member_name: &str,
+) -> usize {
+    let mut changed = 0;
+    for name in SERVER_IDENTITY_HEADERS {
+        changed += identity_header(headers, name, expose_server_headers, member_name);
+    }
+
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            *n != SET_COOKIE
+                && !(expose_server_headers && SERVER_IDENTITY_HEADERS.contains(&n.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in names {
+        let touched = headers
+            .get_all(&name)
+            .iter()
+            .any(|v| names_member(plan, v.as_bytes()));
+        if touched {
+            changed += rewrite_values(headers, &name, |v| {
+                let mut out = BytesMut::with_capacity(v.len());
+                (plan.rewrite(v, &mut out) > 0).then(|| out.to_vec())
+            });
+        }
+    }
+    changed + rewrite_values(headers, &SET_COOKIE, |v| set_cookie(v, plan))
+}
+
+/// Removes or exposes one identity header; returns the values changed.
+fn identity_header(headers: &mut HeaderMap, name: &str, expose: bool, member_name: &str) -> usize {
+    let before = headers.get_all(name).iter().count();
+    if before == 0 {
+        return 0;
+    }
+    let value = HeaderValue::from_str(member_name).ok().filter(|_| expose);
+    let same = headers
+        .get_all(name)
+        .iter()
+        .all(|v| Some(v) == value.as_ref());
+    if same && before == 1 {
+        return 0;
+    }
+    let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+        return 0;
+    };
+    headers.remove(&header);
+    if let Some(v) = value {
+        headers.insert(header, v);
+    }
+    before
+}
+
+/// Replaces each value of `name` for which `rewrite` gives new bytes; a
+/// value that cannot be a header any more is dropped. Returns the values
+/// changed.
+fn rewrite_values(
+    headers: &mut HeaderMap,
+    name: &HeaderName,
+    rewrite: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) -> usize {
+    let mut changed = 0;
+    let mut values = Vec::new();
+    for v in headers.get_all(name) {
+        match rewrite(v.as_bytes()) {
+            Some(new) => {
+                changed += 1;
+                if let Ok(new) = HeaderValue::from_bytes(&new) {
+                    values.push(new);
+                }
+            }
+            None => values.push(v.clone()),
+        }
+    }
+    if changed > 0 {
+        headers.remove(name);
+        for v in values {
+            headers.append(name.clone(), v);
+        }
+    }
+    changed
+}
+
+/// A `Set-Cookie` value with its `Domain` fixed, or `None` if unchanged.
+fn set_cookie(value: &[u8], plan: &RewritePlan) -> Option<Vec<u8>> {
+    let mut parts = value.split(|&b| b == b';');
+    let mut out = parts.next()?.to_vec();
+    let mut changed = false;
+    for part in parts {
+        let attr = part.trim_ascii();
+        let domain = attr
+            .split_first_eq()
+            .filter(|(k, _)| k.trim_ascii().eq_ignore_ascii_case(b"domain"))
+            .and_then(|(_, v)| std::str::from_utf8(v.trim_ascii()).ok());
+        match domain {
+            Some(d) if plan.is_member_ip(d.trim_start_matches('.')) => changed = true,
+            Some(d) if plan.is_member_host(d) => {
+                out.extend_from_slice(b"; Domain=");
+                out.extend_from_slice(plan.public_name().as_bytes());
+                changed = true;
+            }
+            _ => {
+                out.push(b';');
+                out.extend_from_slice(part);
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+trait SplitEq {
+    fn split_first_eq(&self) -> Option<(&[u8], &[u8])>;
+}
+
+impl SplitEq for [u8] {
+    fn split_first_eq(&self) -> Option<(&[u8], &[u8])> {
+        let i = memchr::memchr(b'=', self)?;
+        Some((&self[..i], &self[i + 1..]))
+    }
+}
+
+/// Whether a response body should be rewritten: its media type is one of
+/// `content_types` (ignoring case and parameters; `type/*` matches a whole
+/// type) and it is not encoded (`Content-Encoding` absent or `identity`).
+pub fn should_rewrite_body(headers: &HeaderMap, content_types: &[String]) -> bool {
+    let Some(media) = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(essence)
+    else {
+        return false;
+    };
+    let typed = content_types.iter().any(|t| {
+        let t = essence(t);
+        match t.strip_suffix("/*") {
+            Some(major) => media
+                .split_once('/')
+                .is_some_and(|(m, _)| m.eq_ignore_ascii_case(major)),
+            None => media.eq_ignore_ascii_case(t),
+        }
+    });
+    let plain = headers.get_all(CONTENT_ENCODING).iter().all(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .map(str::trim)
+                .all(|c| c.is_empty() || c.eq_ignore_ascii_case("identity"))
+        })
+    });
+    typed && plain
+}
+
+/// `type/subtype` of a media type, without parameters or spaces.
+fn essence(media: &str) -> &str {
+    media.split(';').next().unwrap_or_default().trim()
+}
+
+/// Asks the member for an unencoded answer (`Accept-Encoding: identity`),
+/// so that a rewritten route's body can be read.
+pub fn request_identity_encoding(headers: &mut HeaderMap) {
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewrite::plan::tests::lab_plan;
+
+    fn head(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn text(h: &HeaderMap, name: &str) -> Vec<String> {
+        h.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn locations_and_refresh_name_the_array() {
+        let plan = lab_plan();
+        let mut h = head(&[
+            ("location", "https://ex1.lab.local/owa/"),
+            ("content-location", "http://127.0.0.1:9001/x"),
+            ("refresh", "0; url=https://EX1/owa"),
+            ("www-authenticate", "Basic realm=\"ex1.lab.local\""),
+            ("content-type", "text/html"),
+        ]);
+        assert_eq!(rewrite_response_headers(&mut h, &plan, false, "EX1"), 4);
+        assert_eq!(text(&h, "location"), ["https://mail.lab.com/owa/"]);
+        assert_eq!(text(&h, "content-location"), ["http://mail.lab.com/x"]);
+        assert_eq!(text(&h, "refresh"), ["0; url=https://mail.lab.com/owa"]);
+        assert_eq!(
+            text(&h, "www-authenticate"),
+            ["Basic realm=\"mail.lab.com\""]
+        );
+        assert_eq!(text(&h, "content-type"), ["text/html"]);
+    }
+
+    #[test]
+    fn identity_headers_go_or_name_the_member() {
+        let plan = lab_plan();
+        let pairs = [
+            ("x-feserver", "EX1"),
+            ("x-beserver", "ex1.lab.local"),
+            ("X-CalculatedBETarget", "ex1.lab.local"),
+            ("x-diaginfo", "EX1"),
+            ("x-powered-by", "ASP.NET"),
+        ];
+        let mut h = head(&pairs);
+        assert_eq!(rewrite_response_headers(&mut h, &plan, false, "EX1"), 4);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-powered-by"));
+
+        let mut h = head(&pairs);
+        assert_eq!(rewrite_response_headers(&mut h, &plan, true, "EX1"), 2);
+        assert_eq!(text(&h, "x-feserver"), ["EX1"]);
+        assert_eq!(text(&h, "x-beserver"), ["EX1"]);
+        assert_eq!(text(&h, "x-calculatedbetarget"), ["EX1"]);
+    }
+
+    #[test]
+    fn cookie_domains_are_fixed_and_values_kept() {
+        let plan = lab_plan();
+        let mut h = head(&[
+            ("set-cookie", "a=EX1; Path=/; Domain=.ex1.lab.local; Secure"),
+            ("set-cookie", "b=1; domain=127.0.0.1; HttpOnly"),
+            ("set-cookie", "X-BackEndCookie=S-1-5=u56Lnp2; Path=/owa"),
+            ("set-cookie", "c=2; Domain=lab.local"),
+        ]);
+        assert_eq!(rewrite_response_headers(&mut h, &plan, false, "EX1"), 2);
+        assert_eq!(
+            text(&h, "set-cookie"),
+            [
+                "a=EX1; Path=/; Domain=mail.lab.com; Secure",
+                "b=1; HttpOnly",
+                "X-BackEndCookie=S-1-5=u56Lnp2; Path=/owa",
+                "c=2; Domain=lab.local",
+            ]
+        );
+    }
+
+    #[test]
+    fn untouched_heads_stay_as_they_were() {
+        let plan = lab_plan();
+        let mut h = head(&[
+            ("location", "https://mail.lab.com/owa/"),
+            ("set-cookie", "a=1"),
+        ]);
+        let before = h.clone();
+        assert_eq!(rewrite_response_headers(&mut h, &plan, false, "EX1"), 0);
+        assert_eq!(h, before);
+    }
+
+    #[test]
+    fn bodies_to_rewrite_are_chosen_by_type_and_encoding() {
+        let types = vec![
+            "text/xml".to_string(),
+            "text/html".to_string(),
+            "application/*".to_string(),
+        ];
+        let yes = [
+            head(&[("content-type", "text/html; charset=utf-8")]),
+            head(&[("content-type", "Text/XML")]),
+            head(&[("content-type", "application/json")]),
+            head(&[
+                ("content-type", "text/xml"),
+                ("content-encoding", "identity"),
+            ]),
+        ];
+        for h in &yes {
+            assert!(should_rewrite_body(h, &types), "{h:?}");
+        }
+        let no = [
+            head(&[]),
+            head(&[("content-type", "text/plain")]),
+            head(&[("content-type", "text/html"), ("content-encoding", "gzip")]),
+            head(&[
+                ("content-type", "text/html"),
+                ("content-encoding", "identity, br"),
+            ]),
+        ];
+        for h in &no {
+            assert!(!should_rewrite_body(h, &types), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn identity_encoding_is_requested() {
+        let mut h = head(&[("accept-encoding", "gzip, br")]);
+        request_identity_encoding(&mut h);
+        assert_eq!(text(&h, "accept-encoding"), ["identity"]);
+    }
+}

@@ -1,0 +1,399 @@
+//! The compiled set of member names a text is searched for, and the rules
+//! that decide where a name begins and ends.
+//!
+//! Matching is ASCII case-insensitive. At each position the longest pattern
+//! wins, and the leftmost match is taken first; the input is never re-read
+//! after a replacement. A match must stand alone as a host name:
+//!
+//! - not preceded by a host byte (`[A-Za-z0-9-_]`) or `.`: `ex1.lab.local`
+//!   inside `www.ex1.lab.local` names another host;
+//! - not followed by a host byte, nor by `.` and then a host byte:
+//!   `EX1.other.example` names another host, while `EX1.` ending a sentence
+//!   and `ex1.lab.local.` (a rooted name) are the member;
+//! - a bare IPv6 address also may not touch a `:` on either side.
+//!
+//! Patterns that start (end) with something other than a host byte, such as
+//! `[::1]:9001`, skip the left (right) rule.
+
+use bytes::BytesMut;
+
+/// Bytes of look-ahead the right-edge rule needs past the end of a pattern.
+pub(crate) const LOOKAHEAD: usize = 2;
+
+/// `[A-Za-z0-9-_]`: bytes that continue a host name label.
+pub(crate) fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// What kind of text a needle is, which decides its edge rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NeedleKind {
+    /// A host name, an IPv4 address (with or without port) or a bracketed
+    /// IPv6 address.
+    Host,
+    /// A bare IPv6 address (`::1`): `:` is part of the token too.
+    Ipv6,
+}
+
+/// One text to find, before compilation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Needle {
+    pub(crate) text: String,
+    pub(crate) kind: NeedleKind,
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    /// ASCII-lowercased.
+    bytes: Box<[u8]>,
+    left_guard: bool,
+    right_guard: bool,
+    colon_guard: bool,
+}
+
+impl Pattern {
+    fn new(needle: &Needle) -> Self {
+        let bytes: Box<[u8]> = needle.text.to_ascii_lowercase().into_bytes().into();
+        let v6 = needle.kind == NeedleKind::Ipv6;
+        let first = bytes.first().copied().unwrap_or(b' ');
+        let last = bytes.last().copied().unwrap_or(b' ');
+        Self {
+            left_guard: v6 || is_host_byte(first),
+            right_guard: v6 || is_host_byte(last),
+            colon_guard: v6,
+            bytes,
+        }
+    }
+
+    /// Whether the byte before a match allows it.
+    fn left_ok(&self, before: Option<u8>) -> bool {
+        match before {
+            Some(b) if self.left_guard => {
+                !(is_host_byte(b) || b == b'.' || (self.colon_guard && b == b':'))
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether the bytes after a match allow it; `after` starts right past
+    /// the match, and what it lacks is the end of the text.
+    fn right_ok(&self, after: &[u8]) -> bool {
+        if !self.right_guard {
+            return true;
+        }
+        match after {
+            [] => true,
+            [b'.', next, ..] => !is_host_byte(*next),
+            [b, ..] => !(is_host_byte(*b) || (self.colon_guard && *b == b':')),
+        }
+    }
+}
+
+/// How candidate positions are found: the distinct first bytes of the
+/// patterns, in both cases.
+#[derive(Debug)]
+enum FirstBytes {
+    Nothing,
+    One(u8),
+    Two(u8, u8),
+    Three(u8, u8, u8),
+    Table(Box<[bool; 256]>),
+}
+
+impl FirstBytes {
+    fn new(bytes: &[u8]) -> Self {
+        match *bytes {
+            [] => Self::Nothing,
+            [a] => Self::One(a),
+            [a, b] => Self::Two(a, b),
+            [a, b, c] => Self::Three(a, b, c),
+            _ => {
+                let mut table = Box::new([false; 256]);
+                for &b in bytes {
+                    table[usize::from(b)] = true;
+                }
+                Self::Table(table)
+            }
+        }
+    }
+
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match self {
+            Self::Nothing => None,
+            Self::One(a) => memchr::memchr(*a, hay),
+            Self::Two(a, b) => memchr::memchr2(*a, *b, hay),
+            Self::Three(a, b, c) => memchr::memchr3(*a, *b, *c, hay),
+            Self::Table(table) => hay.iter().position(|&b| table[usize::from(b)]),
+        }
+    }
+}
+
+/// Where a scan stopped and how many replacements it made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scanned {
+    /// The first position not yet written to the output.
+    pub(crate) stop: usize,
+    pub(crate) replaced: usize,
+}
+
+/// A compiled set of patterns, all replaced by one text.
+#[derive(Debug)]
+pub(crate) struct Matcher {
+    /// Longest first.
+    patterns: Vec<Pattern>,
+    /// Indices into `patterns` by lowercased first byte, longest first.
+    by_first: Vec<Vec<usize>>,
+    first: FirstBytes,
+    replacement: Box<[u8]>,
+    max_len: usize,
+}
+
+impl Matcher {
+    /// Compiles `needles`; empty ones, duplicates (ignoring ASCII case) and
+    /// ones equal to `replacement` are dropped.
+    pub(crate) fn new(needles: &[Needle], replacement: &str) -> Self {
+        let mut patterns: Vec<Pattern> = Vec::new();
+        for needle in needles {
+            let p = Pattern::new(needle);
+            if p.bytes.is_empty()
+                || p.bytes.eq_ignore_ascii_case(replacement.as_bytes())
+                || patterns.iter().any(|q| q.bytes == p.bytes)
+            {
+                continue;
+            }
+            patterns.push(p);
+        }
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.bytes.len()));
+
+        let mut by_first = vec![Vec::new(); 256];
+        let mut firsts = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            let f = p.bytes[0];
+            by_first[usize::from(f)].push(i);
+            for b in [f, f.to_ascii_uppercase()] {
+                if !firsts.contains(&b) {
+                    firsts.push(b);
+                }
+            }
+        }
+        let max_len = patterns.iter().map(|p| p.bytes.len()).max().unwrap_or(0);
+        Self {
+            patterns,
+            by_first,
+            first: FirstBytes::new(&firsts),
+            replacement: replacement.as_bytes().into(),
+            max_len,
+        }
+    }
+
+    /// Bytes a stream must keep back so that every match can be decided:
+    /// the longest pattern plus one. A position is decided once this many
+    /// bytes follow it: the rest of the longest pattern and the
+    /// [`LOOKAHEAD`].
+    pub(crate) fn hold_back(&self) -> usize {
+        self.max_len + LOOKAHEAD - 1
+    }
+
+    /// The length of the match at `data[pos]`, if any. `before` is the byte
+    /// before `data[0]` (`None`: the start of the text). Bytes missing past
+    /// the end of `data` count as the end of the text.
+    fn match_at(&self, data: &[u8], pos: usize, before: Option<u8>) -> Option<usize> {
+        let prev = match pos.checked_sub(1) {
+            Some(i) => data.get(i).copied(),
+            None => before,
+        };
+        let first = data.get(pos)?.to_ascii_lowercase();
+        for &i in &self.by_first[usize::from(first)] {
+            let p = &self.patterns[i];
+            let end = pos + p.bytes.len();
+            let Some(candidate) = data.get(pos..end) else {
+                continue;
+            };
+            if candidate.eq_ignore_ascii_case(&p.bytes)
+                && p.left_ok(prev)
+                && p.right_ok(data.get(end..).unwrap_or_default())
+            {
+                return Some(p.bytes.len());
+            }
+        }
+        None
+    }
+
+    /// Rewrites `data[from..]`, deciding matches at positions below `limit`
+    /// (a match may run past it), and writes everything up to where it
+    /// stopped. The caller guarantees that `data` holds [`Self::hold_back`]
+    /// bytes after every position below `limit`, or that the text ends with
+    /// `data`.
+    pub(crate) fn scan(
+        &self,
+        data: &[u8],
+        before: Option<u8>,
+        from: usize,
+        limit: usize,
+        out: &mut BytesMut,
+    ) -> Scanned {
+        let limit = limit.min(data.len());
+        let mut pos = from;
+        let mut copied = from;
+        let mut replaced = 0;
+        while pos < limit {
+            match self.first.find(&data[pos..limit]) {
+                Some(i) => pos += i,
+                None => {
+                    pos = limit;
+                    break;
+                }
+            }
+            match self.match_at(data, pos, before) {
+                Some(len) => {
+                    out.extend_from_slice(&data[copied..pos]);
+                    out.extend_from_slice(&self.replacement);
+                    pos += len;
+                    copied = pos;
+                    replaced += 1;
+                }
+                None => pos += 1,
+            }
+        }
+        out.extend_from_slice(&data[copied..pos]);
+        Scanned {
+            stop: pos,
+            replaced,
+        }
+    }
+
+    /// Rewrites a whole text.
+    pub(crate) fn rewrite_all(&self, data: &[u8], out: &mut BytesMut) -> usize {
+        self.scan(data, None, 0, data.len(), out).replaced
+    }
+
+    /// Whether a whole text holds any match.
+    pub(crate) fn finds_in(&self, data: &[u8]) -> bool {
+        let mut pos = 0;
+        while pos < data.len() {
+            match self.first.find(&data[pos..]) {
+                Some(i) => pos += i,
+                None => return false,
+            }
+            if self.match_at(data, pos, None).is_some() {
+                return true;
+            }
+            pos += 1;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(s: &str) -> Needle {
+        Needle {
+            text: s.into(),
+            kind: NeedleKind::Host,
+        }
+    }
+
+    fn lab() -> Matcher {
+        Matcher::new(
+            &[
+                host("EX1"),
+                host("ex1.lab.local"),
+                host("127.0.0.1:9001"),
+                host("127.0.0.1"),
+                host("[::1]:9002"),
+                host("[::1]"),
+                Needle {
+                    text: "::1".into(),
+                    kind: NeedleKind::Ipv6,
+                },
+            ],
+            "mail.lab.com",
+        )
+    }
+
+    fn rewrite(m: &Matcher, s: &str) -> (String, usize) {
+        let mut out = BytesMut::new();
+        let n = m.rewrite_all(s.as_bytes(), &mut out);
+        (String::from_utf8(out.to_vec()).unwrap(), n)
+    }
+
+    #[test]
+    fn longest_match_wins_and_case_is_ignored() {
+        let m = lab();
+        assert_eq!(
+            rewrite(&m, "https://EX1.Lab.Local/owa/ and ex1"),
+            ("https://mail.lab.com/owa/ and mail.lab.com".into(), 2)
+        );
+        assert_eq!(
+            rewrite(&m, "http://127.0.0.1:9001/x 127.0.0.1:9003"),
+            ("http://mail.lab.com/x mail.lab.com:9003".into(), 2)
+        );
+    }
+
+    #[test]
+    fn names_inside_other_hosts_stay() {
+        let m = lab();
+        for s in [
+            "www.ex1.lab.local",
+            "ex1.lab.localhost",
+            "EX1.other.example",
+            "EX10",
+            "xEX1",
+            "my-ex1",
+            "ex1_a",
+            "127.0.0.10",
+            "10.127.0.0.1",
+            "127.0.0.1.5",
+            "fe80::1",
+            "::1:5",
+        ] {
+            assert_eq!(rewrite(&m, s), (s.to_string(), 0), "{s}");
+        }
+    }
+
+    #[test]
+    fn names_at_edges_are_replaced() {
+        let m = lab();
+        for (s, want) in [
+            ("EX1", "mail.lab.com"),
+            ("served by EX1.", "served by mail.lab.com."),
+            ("ex1.lab.local.", "mail.lab.com."),
+            ("cn=Servers/cn=EX1<", "cn=Servers/cn=mail.lab.com<"),
+            ("ex1.lab.local:443", "mail.lab.com:443"),
+            ("127.0.0.1:90011", "mail.lab.com:90011"),
+            ("[::1]:9002/", "mail.lab.com/"),
+            ("http://[::1]/", "http://mail.lab.com/"),
+            ("addr ::1 up", "addr mail.lab.com up"),
+        ] {
+            assert_eq!(rewrite(&m, s).0, want, "{s}");
+        }
+    }
+
+    #[test]
+    fn duplicates_and_the_replacement_itself_are_dropped() {
+        let m = Matcher::new(
+            &[host("ex1"), host("EX1"), host("mail.lab.com"), host("")],
+            "mail.lab.com",
+        );
+        assert_eq!(m.patterns.len(), 1);
+        assert_eq!(m.hold_back(), 4);
+        assert!(m.finds_in(b"to EX1"));
+        assert!(!m.finds_in(b"to mail.lab.com"));
+    }
+
+    #[test]
+    fn many_first_bytes_use_the_table() {
+        let m = Matcher::new(&[host("a1"), host("b2"), host("c3"), host("d4")], "z");
+        assert!(matches!(m.first, FirstBytes::Table(_)));
+        assert_eq!(rewrite(&m, "a1 B2 c3 D4 e5"), ("z z z z e5".into(), 4));
+    }
+
+    #[test]
+    fn no_patterns_pass_everything() {
+        let m = Matcher::new(&[], "z");
+        assert_eq!(rewrite(&m, "anything"), ("anything".into(), 0));
+        assert!(!m.finds_in(b"anything"));
+    }
+}
