@@ -451,7 +451,7 @@ fn member_errors() {
         ),
         (
             example_with("name = \"EX1\"\naddress = \"127.0.0.1:9001\"\nfqdn = \"ex1.lab.local\"", "name = \"EX_1\"\naddress = \"127.0.0.1:9001\""),
-            "F:25:8: member.name: member.fqdn \"ex_1\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed (the default fqdn is the name: set fqdn)".to_string(),
+            "F:25:8: member.name: \"ex_1\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed (the default fqdn is the name: set fqdn)".to_string(),
         ),
         (
             example_with("\"127.0.0.1:9001\"", "\"127.0.0.1\""),
@@ -467,7 +467,7 @@ fn member_errors() {
         ),
         (
             example_with("fqdn = \"ex1.lab.local\"", "fqdn = \"ex1..local\""),
-            "F:27:8: member.fqdn: member.fqdn \"ex1..local\" is not a valid DNS name: empty label".to_string(),
+            "F:27:8: member.fqdn: \"ex1..local\" is not a valid DNS name: empty label".to_string(),
         ),
         (
             example_with("fqdn = \"ex1.lab.local\"", "fqdn = \"ex1.lab.local\"\nweight = 0"),
@@ -631,7 +631,7 @@ fn array_listen_and_other_errors() {
     let cases = [
         (
             example_with("fqdn = \"mail.lab.com\"", "fqdn = \"mail lab\""),
-            "F:3:8: array.fqdn: array.fqdn \"mail lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed",
+            "F:3:8: array.fqdn: \"mail lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed",
         ),
         (
             example_with("name = \"mail.lab.com\"", "name = \"\""),
@@ -643,7 +643,7 @@ fn array_listen_and_other_errors() {
         ),
         (
             example_with("site = \"Default-First-Site-Name\"", "public_names = [\"a.lab.com\", \"-b.lab.com\"]"),
-            "F:4:30: array.public_names: array.public_names \"-b.lab.com\" is not a valid DNS name: a label starts or ends with '-'",
+            "F:4:30: array.public_names: \"-b.lab.com\" is not a valid DNS name: a label starts or ends with '-'",
         ),
         (
             example_with("site = \"Default-First-Site-Name\"", "public_names = [\"a.lab.com\", \"A.lab.com\"]"),
@@ -667,7 +667,7 @@ fn array_listen_and_other_errors() {
         ),
         (
             example_with("rpc_client_access_server = \"mail.lab.com\"", "rpc_client_access_server = \"mail_lab\""),
-            "F:31:28: database.rpc_client_access_server: database.rpc_client_access_server \"mail_lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed",
+            "F:31:28: database.rpc_client_access_server: \"mail_lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed",
         ),
         (
             minimal_with("\n[runtime]\nworkers = 0\n"),
@@ -713,7 +713,7 @@ fn parse_array_checks_only_the_array() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}:3:8: array.fqdn: array.fqdn \"mail lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed",
+            "{}:3:8: array.fqdn: \"mail lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed",
             d.config.display()
         )
     );

@@ -142,7 +142,7 @@ impl Ctx<'_> {
     }
 
     fn dns_name(&self, key: &str, value: &S<String>) -> Result<String, ConfigError> {
-        self.check(key, value, |s| values::dns_name(key, s))?;
+        self.check(key, value, |s| values::dns_name(s))?;
         Ok(value.get_ref().clone())
     }
 
@@ -449,7 +449,7 @@ impl Ctx<'_> {
                 Some(f) => self.dns_name("member.fqdn", f)?,
                 None => {
                     let fqdn = name.to_ascii_lowercase();
-                    values::dns_name("member.fqdn", &fqdn).map_err(|e| {
+                    values::dns_name(&fqdn).map_err(|e| {
                         self.at_value(
                             m.name.span(),
                             format!("member.name: {e} (the default fqdn is the name: set fqdn)"),

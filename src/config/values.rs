@@ -8,8 +8,8 @@ use super::model::Affinity;
 
 /// A host name as DNS allows it: dot-separated labels of letters, digits and
 /// inner hyphens, each 1 to 63 characters, 253 in all, no trailing dot.
-pub(crate) fn dns_name(what: &str, s: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("{what} \"{s}\" is not a valid DNS name: {why}"));
+pub(crate) fn dns_name(s: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("\"{s}\" is not a valid DNS name: {why}"));
     if s.is_empty() {
         return bad("empty");
     }
@@ -110,7 +110,7 @@ pub(crate) fn member_address(s: &str) -> Result<SocketAddr, String> {
     if host.starts_with('[') {
         return Err(format!("\"{s}\": \"{host}\" is not an IPv6 address"));
     }
-    dns_name("host", host)?;
+    dns_name(host)?;
     let mut addrs = s
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve \"{s}\": {e}"))?;
@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn dns_names() {
         for good in ["mail.lab.com", "ex1", "a-b.c", "x1.lab.local"] {
-            assert_eq!(dns_name("fqdn", good), Ok(()), "{good}");
+            assert_eq!(dns_name(good), Ok(()), "{good}");
         }
         for bad in [
             "",
@@ -218,12 +218,12 @@ mod tests {
             "mail.lab.com.",
             "*.lab.com",
         ] {
-            assert!(dns_name("fqdn", bad).is_err(), "{bad:?}");
+            assert!(dns_name(bad).is_err(), "{bad:?}");
         }
-        assert!(dns_name("x", &"a".repeat(64)).is_err());
+        assert!(dns_name(&"a".repeat(64)).is_err());
         assert_eq!(
-            dns_name("fqdn", "a b").unwrap_err(),
-            "fqdn \"a b\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed"
+            dns_name("a b").unwrap_err(),
+            "\"a b\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed"
         );
     }
 
