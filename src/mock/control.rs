@@ -1,6 +1,6 @@
 //! `/mock/*`: switches for tests and demos. `POST /mock/fail/<service>`,
 //! `POST /mock/heal/<service>`, `POST /mock/latency?ms=N`,
-//! `GET /mock/state` (JSON).
+//! `GET /mock/state` (JSON). Never delayed by the added latency.
 
 use std::sync::atomic::Ordering;
 
@@ -10,6 +10,9 @@ use super::health;
 use super::request::query_param;
 use super::response::{self, Body};
 use super::server::Shared;
+
+/// Largest added latency accepted: 10 minutes, in milliseconds.
+const MAX_LATENCY_MS: u64 = 600_000;
 
 /// Answers a `/mock/...` request; `path` is lower case.
 pub fn handle(shared: &Shared, method: &Method, path: &str, uri: &http::Uri) -> Response<Body> {
@@ -25,7 +28,8 @@ pub fn handle(shared: &Shared, method: &Method, path: &str, uri: &http::Uri) -> 
         return response::status(StatusCode::METHOD_NOT_ALLOWED);
     }
     if rest == "latency" {
-        let Some(ms) = query_param(uri, "ms").and_then(|v| v.parse::<u64>().ok()) else {
+        let ms = query_param(uri, "ms").and_then(|v| v.parse::<u64>().ok());
+        let Some(ms) = ms.filter(|ms| *ms <= MAX_LATENCY_MS) else {
             return response::status(StatusCode::BAD_REQUEST);
         };
         shared.latency_ms.store(ms, Ordering::Relaxed);

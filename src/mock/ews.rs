@@ -1,8 +1,126 @@
-//! EWS (being built).
+//! Exchange Web Services (`POST /EWS/Exchange.asmx`): SOAP 1.1 with HTTP
+//! Basic authentication. Operations: `GetFolder`, `FindItem`, `GetItem`,
+//! `CreateItem` (see the `ews_*` files); any other operation is answered
+//! with `ResponseClass="Error"` and `ErrorInvalidOperation`, and a request
+//! that is not a SOAP envelope with a `soap:Fault` (`ErrorSchemaValidation`,
+//! HTTP 500).
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::auth;
+use super::ews_xml::{self, Code};
+use super::request::{read_body, MAX_BODY};
 use super::response::{self, Body};
 use super::server::Shared;
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-pub async fn handle(_shared: &Shared, _path: &str, _req: Request<Incoming>) -> Response<Body> {
-    response::status(StatusCode::NOT_IMPLEMENTED)
+use super::users::Mailbox;
+use super::xml::{self, Element};
+use super::{ews_find, ews_folders, ews_items};
+
+/// Answers `/ews/...`; `path` is lower case.
+pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Response<Body> {
+    if path != "/ews/exchange.asmx" {
+        return response::status(StatusCode::NOT_FOUND);
+    }
+    let me = match auth::authenticate(shared, req.headers()).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return auth::unauthorized(&shared.fqdn),
+        Err(resp) => return resp,
+    };
+    if req.method() != Method::POST {
+        return response::status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let body = match read_body(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let op = match operation(&body) {
+        Ok(op) => op,
+        Err(detail) => {
+            return response::with_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                response::XML,
+                ews_xml::schema_fault(&detail),
+            )
+        }
+    };
+    let name = safe_name(&op.name).to_string();
+    let result = shared.store.run(move |conn| dispatch(conn, &me, &op)).await;
+    match result {
+        Ok(answer) => {
+            response::with_body(StatusCode::OK, response::XML, ews_xml::envelope(&answer))
+        }
+        Err(e) => {
+            tracing::error!(operation = %name, error = %e, "EWS operation failed");
+            let message = ews_xml::response_message(&name, Code::ErrorInternalServerError, "");
+            response::with_body(
+                StatusCode::OK,
+                response::XML,
+                ews_xml::envelope(&ews_xml::operation_response(&name, &[message])),
+            )
+        }
+    }
+}
+
+/// The operation element: the first child of the envelope's `Body`.
+fn operation(body: &[u8]) -> Result<Element, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the request is not UTF-8".to_string())?;
+    let mut doc = xml::parse(text).map_err(|e| e.to_string())?;
+    if doc.name != "Envelope" {
+        return Err(format!("the root element is {}, not Envelope", doc.name));
+    }
+    let body_at = doc
+        .children
+        .iter()
+        .position(|c| c.name == "Body")
+        .ok_or("the envelope has no Body")?;
+    let mut body = doc.children.swap_remove(body_at);
+    if body.children.is_empty() {
+        return Err("the Body holds no operation".to_string());
+    }
+    Ok(body.children.swap_remove(0))
+}
+
+/// An operation name fit to be written back as an element name.
+fn safe_name(name: &str) -> &str {
+    if !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric()) {
+        name
+    } else {
+        "Unknown"
+    }
+}
+
+fn dispatch(
+    conn: &mut rusqlite::Connection,
+    me: &Mailbox,
+    op: &Element,
+) -> Result<String, super::store::StoreError> {
+    match op.name.as_str() {
+        "GetFolder" => ews_folders::get_folder(conn, me, op),
+        "FindItem" => ews_find::find_item(conn, me, op),
+        "GetItem" => ews_items::get_item(conn, me, op),
+        "CreateItem" => ews_items::create_item(conn, me, op),
+        other => {
+            let other = safe_name(other);
+            let message = ews_xml::response_message(other, Code::ErrorInvalidOperation, "");
+            Ok(ews_xml::operation_response(other, &[message]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_operation() {
+        let doc = br#"<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body><m:GetFolder/></soap:Body></soap:Envelope>"#;
+        assert_eq!(operation(doc).unwrap().name, "GetFolder");
+        assert!(operation(b"<a/>").is_err());
+        assert!(operation(b"<Envelope><Body/></Envelope>").is_err());
+        assert!(operation(b"<Envelope><Header/></Envelope>").is_err());
+        assert!(operation(b"\xff").is_err());
+        assert_eq!(safe_name("ResolveNames"), "ResolveNames");
+        assert_eq!(safe_name("a\"b"), "Unknown");
+    }
 }

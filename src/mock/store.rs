@@ -6,6 +6,7 @@
 //! mutex; async callers go through [`Store::run`], which moves the work to
 //! tokio's blocking pool.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +20,11 @@ pub const STORE_FILE: &str = "mailstore.sqlite";
 
 /// How long a writer waits for another process's lock: 5 s.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often opening retries when another process holds the store: 100
+/// times, 100 ms apart (10 s).
+const OPEN_RETRIES: u32 = 100;
+const OPEN_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Bumped when the seeded content changes.
 const SEED_VERSION: &str = "1";
@@ -104,6 +110,8 @@ pub struct NewMessage {
     pub from: Mailbox,
     pub to: Vec<String>,
     pub cc: Vec<String>,
+    /// Delivered to, never shown.
+    pub bcc: Vec<String>,
     pub subject: String,
     pub body: String,
     pub body_type: BodyType,
@@ -154,9 +162,23 @@ impl Store {
             source,
         };
         let mut conn = Connection::open(&path).map_err(open_err)?;
-        configure(&conn).map_err(open_err)?;
-        create_schema(&mut conn).map_err(open_err)?;
-        seed(&mut conn).map_err(open_err)?;
+        // Another process creating the store at the same moment can make
+        // SQLite answer "busy" without waiting (WAL setup and recovery):
+        // retry, boundedly.
+        let mut attempt = 0;
+        loop {
+            let result = configure(&conn)
+                .and_then(|()| create_schema(&mut conn))
+                .and_then(|()| seed(&mut conn));
+            match result {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && attempt < OPEN_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(OPEN_RETRY_PAUSE);
+                }
+                Err(e) => return Err(open_err(e)),
+            }
+        }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -176,6 +198,13 @@ impl Store {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -344,6 +373,15 @@ pub fn find_mailbox(conn: &Connection, logon: &str) -> Result<Option<Mailbox>, S
         .optional()?)
 }
 
+/// Every mailbox's display name, by address.
+pub fn display_names(conn: &Connection) -> Result<HashMap<String, String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT address, display_name FROM mailboxes")?;
+    let names = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+    Ok(names)
+}
+
 /// The mailbox, when `password` is its password.
 pub fn authenticate(
     conn: &Connection,
@@ -362,18 +400,6 @@ pub fn authenticate(
         aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), password.as_bytes())
             .is_ok();
     Ok(same.then_some(mailbox))
-}
-
-/// Whether `folder` is one of the mailbox's folders.
-pub fn folder_exists(conn: &Connection, mailbox: &str, folder: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM folders WHERE mailbox = ?1 AND name = ?2",
-            [mailbox, folder],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
 }
 
 /// Total and unread items of a folder.
@@ -462,7 +488,7 @@ pub fn send(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut recipients: Vec<String> = Vec::new();
     let mut invalid = Vec::new();
-    for address in msg.to.iter().chain(&msg.cc) {
+    for address in msg.to.iter().chain(&msg.cc).chain(&msg.bcc) {
         match find_mailbox(&tx, address)? {
             Some(mb) if address.contains('@') => {
                 if !recipients.contains(&mb.address) {
@@ -570,6 +596,7 @@ mod tests {
             "bob@lab.com"
         );
         assert!(find_mailbox(&conn, "carol@lab.com").unwrap().is_none());
+        assert_eq!(display_names(&conn).unwrap()["bob@lab.com"], "Bob Brown");
         assert!(authenticate(&conn, "alice", "Alice!lab1")
             .unwrap()
             .is_some());
@@ -588,6 +615,7 @@ mod tests {
             from: alice(&conn),
             to: vec!["bob@lab.com".into()],
             cc: vec!["alice@lab.com".into()],
+            bcc: vec!["bob@lab.com".into()],
             subject: "Hi".into(),
             body: "<b>x</b>".into(),
             body_type: BodyType::Html,
@@ -597,6 +625,7 @@ mod tests {
             panic!("{out:?}")
         };
         let bob = list_items(&conn, "bob@lab.com", "inbox").unwrap();
+        assert_eq!(bob.len(), 2, "one copy although also in Bcc");
         assert_eq!(bob[0].subject, "Hi");
         assert_eq!(bob[0].cc, vec!["alice@lab.com".to_string()]);
         assert_eq!(bob[0].body_type, BodyType::Html);
@@ -622,6 +651,7 @@ mod tests {
         let none = NewMessage {
             to: vec![],
             cc: vec![],
+            bcc: vec![],
             ..msg.clone()
         };
         assert_eq!(
@@ -654,6 +684,7 @@ mod tests {
                             from: from.clone(),
                             to: vec!["alice@lab.com".into()],
                             cc: vec![],
+                            bcc: vec![],
                             subject: format!("t{n}-{i}"),
                             body: String::new(),
                             body_type: BodyType::Text,

@@ -19,7 +19,7 @@ pub const ORGANIZATION: &str = "casarray lab";
 const ADMIN_GROUP: &str = "Exchange Administrative Group (FYDIBOHF23SPDLT)";
 
 /// `/o=casarray lab/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)`.
-fn admin_group_dn() -> String {
+pub fn admin_group_dn() -> String {
     format!("/o={ORGANIZATION}/ou={ADMIN_GROUP}")
 }
 

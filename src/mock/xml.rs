@@ -54,6 +54,7 @@ impl Element {
     }
 
     /// The first element named `name` below this one, depth first.
+    #[cfg(test)]
     pub fn find(&self, name: &str) -> Option<&Element> {
         self.children.iter().find_map(|c| {
             if c.name == name {
