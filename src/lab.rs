@@ -1,1 +1,480 @@
-//! lab (being built).
+//! `casarray lab`: a whole array in front of mock mailbox servers, in one
+//! command, on embedded defaults.
+//!
+//! The first run makes DIR: a lab root CA, the shared certificate for the
+//! array's fqdn and `autodiscover.<domain>` signed by it, an admin token,
+//! the seeded mailbox store and `DIR/casarray.toml` (a real config that
+//! `casarray serve --config` accepts on its own). Later runs reuse DIR. Each
+//! mock server is its own OS process, so killing one is losing a server.
+//! Ctrl-C stops every process the lab started.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::mock;
+use crate::tls::pki;
+
+/// `casarray lab` flags; defaults from DESIGN.md.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LabArgs {
+    /// Where the lab keeps its certificates, config and mailbox store.
+    #[arg(long, default_value = "./lab")]
+    pub dir: PathBuf,
+    /// How many mock mailbox servers (EX1, EX2, ...).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub servers: u16,
+    /// The array's HTTPS address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub https: SocketAddr,
+    /// The admin API and metrics address.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: SocketAddr,
+    /// The array's name.
+    #[arg(long, default_value = "mail.lab.com")]
+    pub fqdn: String,
+}
+
+/// Runs the lab until Ctrl-C.
+pub fn run(args: LabArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(lab(args))
+}
+
+/// The files of a lab directory.
+struct LabFiles {
+    dir: PathBuf,
+    ca_cert: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    token: PathBuf,
+    store: PathBuf,
+    config: PathBuf,
+}
+
+impl LabFiles {
+    fn new(dir: &Path, fqdn: &str) -> Self {
+        let certs = dir.join("certs");
+        LabFiles {
+            dir: dir.to_path_buf(),
+            ca_cert: certs.join("ca.crt"),
+            cert: certs.join(format!("{fqdn}.crt")),
+            key: certs.join(format!("{fqdn}.key")),
+            token: dir.join("admin.token"),
+            store: dir.join("store"),
+            config: dir.join("casarray.toml"),
+        }
+    }
+}
+
+async fn lab(args: LabArgs) -> anyhow::Result<()> {
+    let domain = args
+        .fqdn
+        .split_once('.')
+        .map(|(_, d)| d.to_owned())
+        .filter(|d| !d.is_empty())
+        .with_context(|| {
+            format!(
+                "--fqdn {}: expected a name with a domain, like mail.lab.com",
+                args.fqdn
+            )
+        })?;
+    // Every fixed port first: a taken one is an error before anything starts.
+    port_free(args.https, "--https")?;
+    port_free(args.admin, "--admin")?;
+    if args.https == args.admin {
+        bail!("--https and --admin are the same address {}", args.https);
+    }
+
+    let files = LabFiles::new(&args.dir, &args.fqdn);
+    let first_run = !files.config.exists();
+    if first_run {
+        make_lab_dir(&files, &args, &domain)?;
+    }
+    mock::seed_store(&files.store).context("cannot seed the mailbox store")?;
+    let exe = std::env::current_exe().context("cannot find the casarray executable")?;
+
+    let mut procs = Procs::default();
+    let mut members = Vec::new();
+    for i in 1..=args.servers {
+        let name = format!("EX{i}");
+        let fqdn = format!("ex{i}.lab.local");
+        let mut cmd = Command::new(&exe);
+        cmd.arg("mock-server")
+            .args(["--name", &name, "--listen", "127.0.0.1:0", "--fqdn", &fqdn])
+            .arg("--store")
+            .arg(&files.store)
+            .arg("--shared-cert")
+            .arg(&files.cert)
+            .arg("--shared-key")
+            .arg(&files.key);
+        let (child, line) = match start(cmd, &name, "listening on ").await {
+            Ok(started) => started,
+            Err(e) => {
+                procs.stop().await;
+                return Err(e);
+            }
+        };
+        let addr: SocketAddr = match line
+            .rsplit("listening on ")
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+        {
+            Some(a) => a,
+            None => {
+                procs.stop().await;
+                bail!("{name} reported no address: {line}");
+            }
+        };
+        println!(
+            "  {name:<4} pid {:<7} on http://{addr}  ({fqdn})",
+            child.id().unwrap_or(0)
+        );
+        procs.0.push((name.clone(), child));
+        members.push((name, addr, fqdn));
+    }
+
+    if let Err(e) = update_config(&files, &args, &members) {
+        procs.stop().await;
+        return Err(e);
+    }
+    let mut cmd = Command::new(&exe);
+    cmd.arg("serve").arg("--config").arg(&files.config);
+    let (array, _ready) = match start(cmd, "casarray serve", "casarray serving ").await {
+        Ok(started) => started,
+        Err(e) => {
+            procs.stop().await;
+            return Err(e);
+        }
+    };
+    procs.0.push(("array".into(), array));
+    print_welcome(&files, &args, &members, first_run);
+
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let result = loop {
+        tokio::select! {
+            _ = int.recv() => break Ok(()),
+            _ = term.recv() => break Ok(()),
+            exited = procs.wait_any() => {
+                let (name, status) = exited;
+                if name == "array" {
+                    break Err(anyhow::anyhow!("the array exited ({status}); stopping the lab"));
+                }
+                println!("{name} exited ({status}): the array carries on with the others");
+            }
+        }
+    };
+    println!("stopping the lab...");
+    procs.stop().await;
+    result
+}
+
+/// A bound-then-released check that nobody holds `addr`.
+fn port_free(addr: SocketAddr, flag: &str) -> anyhow::Result<()> {
+    TcpListener::bind(addr).map(drop).with_context(|| {
+        format!("{addr} ({flag}) is already in use: stop what holds it or pass another {flag}")
+    })
+}
+
+/// First run: CA, shared certificate, token, config.
+fn make_lab_dir(files: &LabFiles, args: &LabArgs, domain: &str) -> anyhow::Result<()> {
+    let certs_dir = files.ca_cert.parent().unwrap_or(&files.dir);
+    std::fs::create_dir_all(certs_dir)
+        .with_context(|| format!("cannot create {}", certs_dir.display()))?;
+    let ca = pki::new_ca("casarray lab root CA").context("cannot make the lab CA")?;
+    let autodiscover = format!("autodiscover.{domain}");
+    let req =
+        pki::request(&args.fqdn, &[autodiscover]).context("cannot make the certificate request")?;
+    let leaf = pki::issue(&ca.cert_pem, &ca.key_pem, &req.csr_pem, 825)
+        .context("cannot issue the shared certificate")?;
+    write_file(&files.ca_cert, ca.cert_pem.as_bytes(), false)?;
+    write_file(
+        &files.dir.join("certs").join("ca.key"),
+        ca.key_pem.as_bytes(),
+        true,
+    )?;
+    write_file(
+        &files.cert,
+        format!("{leaf}{}", ca.cert_pem).as_bytes(),
+        false,
+    )?;
+    write_file(&files.key, req.key_pem.as_bytes(), true)?;
+    let token = random_token()?;
+    write_file(&files.token, format!("{token}\n").as_bytes(), true)?;
+    std::fs::create_dir_all(&files.store)
+        .with_context(|| format!("cannot create {}", files.store.display()))?;
+    write_file(
+        &files.config,
+        initial_config(args, domain).as_bytes(),
+        false,
+    )?;
+    Ok(())
+}
+
+fn initial_config(args: &LabArgs, domain: &str) -> String {
+    let fqdn = &args.fqdn;
+    let mut databases = String::new();
+    for (db, label) in mock::LAB_DATABASES {
+        let _ = write!(
+            databases,
+            "# {label}. Unset: Autodiscover names the mailbox server, as Exchange does\n\
+             # until `casarray database set --all --rpc-client-access-server {fqdn}`.\n\
+             [[database]]\nname = \"{db}\"\n\n"
+        );
+    }
+    format!(
+        r#"# casarray lab: written by `casarray lab` on its first run, reused after.
+# `casarray lab` rewrites the [listen] addresses and the [[member]] tables on
+# every start; edit the rest freely.
+
+[array]
+name = "{fqdn}"
+fqdn = "{fqdn}"
+site = "Default-First-Site-Name"
+public_names = ["{fqdn}", "autodiscover.{domain}"]
+
+[listen]
+https = "{https}"
+admin = "{admin}"
+
+[tls]
+cert = "certs/{fqdn}.crt"
+key = "certs/{fqdn}.key"
+
+[admin]
+token_file = "admin.token"
+
+[health]
+interval = "1s"
+timeout = "500ms"
+rise = 2
+fall = 2
+
+{databases}# [[member]] tables follow (managed by `casarray lab`).
+"#,
+        https = args.https,
+        admin = args.admin,
+    )
+}
+
+/// Points the config at this run's addresses and mock servers.
+fn update_config(
+    files: &LabFiles,
+    args: &LabArgs,
+    members: &[(String, SocketAddr, String)],
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&files.config)
+        .with_context(|| format!("cannot read {}", files.config.display()))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("{}: not valid TOML", files.config.display()))?;
+    let configured = doc
+        .get("array")
+        .and_then(|a| a.get("fqdn"))
+        .and_then(|f| f.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    if !configured.eq_ignore_ascii_case(&args.fqdn) {
+        bail!(
+            "{} was made for {configured}, not {}: pass --dir for another lab",
+            files.dir.display(),
+            args.fqdn
+        );
+    }
+    doc["listen"]["https"] = toml_edit::value(args.https.to_string());
+    doc["listen"]["admin"] = toml_edit::value(args.admin.to_string());
+    let mut tables = toml_edit::ArrayOfTables::new();
+    for (name, addr, fqdn) in members {
+        let mut t = toml_edit::Table::new();
+        t["name"] = toml_edit::value(name.as_str());
+        t["address"] = toml_edit::value(addr.to_string());
+        t["fqdn"] = toml_edit::value(fqdn.as_str());
+        tables.push(t);
+    }
+    doc["member"] = toml_edit::Item::ArrayOfTables(tables);
+    let text = doc.to_string();
+    crate::config::parse(&text, &files.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    write_file(&files.config, text.as_bytes(), false)
+}
+
+/// Writes a file; keys get mode 0600 from creation.
+fn write_file(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    if private {
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness for the admin token"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Starts a child and waits (at most 30 s) for a stdout line containing
+/// `ready`; the rest of its stdout is passed through.
+async fn start(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<(Child, String)> {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let wait = async {
+        while let Some(line) = lines.next_line().await? {
+            if line.contains(ready) {
+                return Ok::<_, std::io::Error>(Some(line));
+            }
+            println!("{line}");
+        }
+        Ok(None)
+    };
+    let line = match tokio::time::timeout(Duration::from_secs(30), wait).await {
+        Ok(Ok(Some(line))) => line,
+        Ok(Ok(None)) | Ok(Err(_)) => {
+            let status = child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            bail!("{name} stopped before it was ready ({status}); see its messages above");
+        }
+        Err(_) => {
+            let _ = child.kill().await;
+            bail!("{name} was not ready within 30 s");
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("{line}");
+        }
+    });
+    Ok((child, line))
+}
+
+/// The processes the lab started, stopped together.
+#[derive(Default)]
+struct Procs(Vec<(String, Child)>);
+
+impl Procs {
+    /// The first child to exit; it is removed from the list.
+    async fn wait_any(&mut self) -> (String, String) {
+        if self.0.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        let waits = self.0.iter_mut().map(|(_, c)| Box::pin(c.wait()));
+        let (status, i, _) = futures_util::future::select_all(waits).await;
+        let status = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        let (name, _) = self.0.remove(i);
+        (name, status)
+    }
+
+    /// SIGTERM to everything, then SIGKILL to what is left after 10 s.
+    async fn stop(&mut self) {
+        for (_, child) in self.0.iter().rev() {
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                // SAFETY: kill(2) on a pid we started and have not reaped.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+        for (name, child) in self.0.iter_mut().rev() {
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                println!("{name} did not stop within 10 s: killing it");
+                let _ = child.kill().await;
+            }
+        }
+        self.0.clear();
+    }
+}
+
+fn print_welcome(
+    files: &LabFiles,
+    args: &LabArgs,
+    members: &[(String, SocketAddr, String)],
+    first_run: bool,
+) {
+    let fqdn = &args.fqdn;
+    let port = args.https.port();
+    let ip = args.https.ip();
+    let ca = files.ca_cert.display();
+    let mut s = String::new();
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "casarray lab is up: the array {fqdn} in front of {} mailbox servers{}",
+        members.len(),
+        if first_run {
+            format!(" (new lab in {})", files.dir.display())
+        } else {
+            format!(" (reusing {})", files.dir.display())
+        }
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(s, "  Outlook on the web:  https://{fqdn}:{port}/owa/   (map {fqdn} to {ip} in /etc/hosts; trust {ca})");
+    let _ = writeln!(s, "  Try it:              curl --cacert {ca} --resolve {fqdn}:{port}:{ip} https://{fqdn}:{port}/owa/healthcheck.htm");
+    let _ = writeln!(s, "  Mailboxes:");
+    for (address, password, display, db) in mock::LAB_USERS {
+        let _ = writeln!(
+            s,
+            "    {address:<16} password {password:<12} ({display}, database {db})"
+        );
+    }
+    let _ = writeln!(s, "  Metrics:             http://{}/metrics", args.admin);
+    let _ = writeln!(
+        s,
+        "  Members and health:  http://{}/api/members",
+        args.admin
+    );
+    let _ = writeln!(s, "  Admin token:         {}", files.token.display());
+    let _ = writeln!(s, "  Config:              {}", files.config.display());
+    let _ = writeln!(s);
+    let _ = writeln!(s, "  Lose a server and watch failover:");
+    let _ = writeln!(
+        s,
+        "    kill -9 <pid of EX1 above>; then curl http://{}/api/members",
+        args.admin
+    );
+    let _ = writeln!(
+        s,
+        "  Point the databases at the array (Set-MailboxDatabase -RpcClientAccessServer):"
+    );
+    let _ = writeln!(
+        s,
+        "    casarray database set --config {} --all --rpc-client-access-server {fqdn}",
+        files.config.display()
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(s, "  Ctrl-C stops the array and every mailbox server.");
+    println!("{s}");
+}

@@ -12,8 +12,8 @@ pub mod config;
 pub mod directory;
 pub mod lab;
 pub mod mock;
-// pub mod proxy; (wired once tls and rewrite land)
+pub mod proxy;
 pub mod rewrite;
-// pub mod serve;
+pub mod serve;
 pub mod tls;
 pub mod upstream;

@@ -33,7 +33,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     if let Some(workers) = cfg.runtime.workers {
         builder.worker_threads(workers);
     }
-    let rt = builder.enable_all().build().context("cannot start the runtime")?;
+    let rt = builder
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     rt.block_on(serve(cfg))
 }
 
@@ -83,11 +86,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let graceful = GracefulShutdown::new();
+    let graceful = Arc::new(GracefulShutdown::new());
     let accept = tokio::spawn(accept_loop(
         https,
         Arc::clone(&shared),
-        graceful.watcher(),
+        Arc::clone(&graceful),
         stop_rx.clone(),
     ));
     let admin_task = tokio::spawn(admin::serve(admin_listener, Arc::clone(&shared), stop_rx));
@@ -137,9 +140,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = accept.await;
     let drain = running.cfg.proxy.drain_timeout;
-    match tokio::time::timeout(drain, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all connections finished"),
-        Err(_) => tracing::warn!("drain timeout ({drain:?}) reached; closing what is left"),
+    match Arc::try_unwrap(graceful) {
+        Ok(graceful) => match tokio::time::timeout(drain, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections finished"),
+            Err(_) => tracing::warn!("drain timeout ({drain:?}) reached; closing what is left"),
+        },
+        Err(_) => {
+            tracing::warn!("connections could not be drained: the accept loop is still running")
+        }
     }
     admin_task.abort();
     Ok(())

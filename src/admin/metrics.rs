@@ -59,7 +59,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("casarray_requests_total", "Requests answered, by service, member and status code."),
+            Opts::new(
+                "casarray_requests_total",
+                "Requests answered, by service, member and status code.",
+            ),
             &["service", "member", "code"],
         )?;
         let request_duration = HistogramVec::new(
@@ -71,11 +74,17 @@ impl Metrics {
             &["service"],
         )?;
         let member_up = IntGaugeVec::new(
-            Opts::new("casarray_member_up", "1 when the member is healthy for the service."),
+            Opts::new(
+                "casarray_member_up",
+                "1 when the member is healthy for the service.",
+            ),
             &["member", "service"],
         )?;
         let health_checks = IntCounterVec::new(
-            Opts::new("casarray_health_checks_total", "Active health checks, by result."),
+            Opts::new(
+                "casarray_health_checks_total",
+                "Active health checks, by result.",
+            ),
             &["member", "service", "result"],
         )?;
         let upstream_retries = IntCounterVec::new(
@@ -114,7 +123,10 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
         let config_reloads = IntCounterVec::new(
-            Opts::new("casarray_config_reloads_total", "Config and certificate reloads, by result."),
+            Opts::new(
+                "casarray_config_reloads_total",
+                "Config and certificate reloads, by result.",
+            ),
             &["result"],
         )?;
         let certificate_expiry = IntGaugeVec::new(

@@ -54,22 +54,42 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     if req.method() == Method::CONNECT {
-        return local(metrics, "none", respond::plain(StatusCode::METHOD_NOT_ALLOWED, "405 CONNECT is not supported\n"));
+        return local(
+            metrics,
+            "none",
+            respond::plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 CONNECT is not supported\n",
+            ),
+        );
     }
     let Some(host) = request_host(&req) else {
-        return local(metrics, "none", respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request: no Host\n"));
+        return local(
+            metrics,
+            "none",
+            respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request: no Host\n"),
+        );
     };
     if !host.to_str().is_ok_and(|h| snap.accepts_host(h)) {
         return local(
             metrics,
             "none",
-            respond::plain(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request: this array does not serve that host name\n"),
+            respond::plain(
+                StatusCode::MISDIRECTED_REQUEST,
+                "421 Misdirected Request: this array does not serve that host name\n",
+            ),
         );
     }
     let s = match snap.router.route(req.uri().path()) {
         Route::Service(s) => s,
         Route::Root => return local(metrics, "none", respond::to_owa()),
-        Route::NotFound => return local(metrics, "none", respond::plain(StatusCode::NOT_FOUND, "404 Not Found\n")),
+        Route::NotFound => {
+            return local(
+                metrics,
+                "none",
+                respond::plain(StatusCode::NOT_FOUND, "404 Not Found\n"),
+            )
+        }
     };
     let svc = &snap.services[s];
     if !snap.upstreams.any_eligible(s) {
@@ -99,10 +119,15 @@ pub async fn handle(
     loop {
         let Some(m) = upstreams.pick(s, &tried[..attempts]) else {
             // Every eligible member failed this request (or went away).
-            let resp = if attempts == 0 {
+            // Nobody left (every member refused or is down): 503; members
+            // that are up but failed this request: 502.
+            let resp = if attempts == 0 || !upstreams.any_eligible(s) {
                 respond::no_member()
             } else {
-                respond::plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway: no server could answer\n")
+                respond::plain(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: no server could answer\n",
+                )
             };
             return local(metrics, &svc.name, resp);
         };
@@ -117,7 +142,9 @@ pub async fn handle(
         *up.version_mut() = Version::HTTP_11;
         *up.headers_mut() = parts.headers.clone();
 
-        let failure = match tokio::time::timeout(svc.response_timeout, snap.client.request(up)).await {
+        let failure = match tokio::time::timeout(svc.response_timeout, snap.client.request(up))
+            .await
+        {
             Ok(Ok(resp)) => {
                 let resp = respond_from_member(&snap, svc, resp, &backend.name, guard);
                 metrics
@@ -139,7 +166,12 @@ pub async fn handle(
                 failure
             }
             Err(_) => {
-                upstreams.eject(m, s, "no response within the service's response timeout", metrics);
+                upstreams.eject(
+                    m,
+                    s,
+                    "no response within the service's response timeout",
+                    metrics,
+                );
                 Failure::Timeout
             }
         };
@@ -153,9 +185,18 @@ pub async fn handle(
             continue;
         }
         let resp = match failure {
-            Failure::Timeout => respond::plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout: the server did not answer in time\n"),
-            Failure::ClientBody => respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request: the request body did not arrive\n"),
-            _ => respond::plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway: the server failed\n"),
+            Failure::Timeout => respond::plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "504 Gateway Timeout: the server did not answer in time\n",
+            ),
+            Failure::ClientBody => respond::plain(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the request body did not arrive\n",
+            ),
+            _ => respond::plain(
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the server failed\n",
+            ),
         };
         metrics
             .requests
@@ -192,13 +233,19 @@ fn respond_from_member(
         parts.headers.remove(header::CONTENT_LENGTH);
         let counter = Some(svc.rewrites.clone());
         if svc.autodiscover {
-            Guarded::new(rewrite::RewriteBody::autodiscover(body, Arc::clone(&snap.plan), counter), guard)
-                .map_err(Into::into)
-                .boxed_unsync()
+            Guarded::new(
+                rewrite::RewriteBody::autodiscover(body, Arc::clone(&snap.plan), counter),
+                guard,
+            )
+            .map_err(Into::into)
+            .boxed_unsync()
         } else {
-            Guarded::new(rewrite::RewriteBody::generic(body, Arc::clone(&snap.plan), counter), guard)
-                .map_err(Into::into)
-                .boxed_unsync()
+            Guarded::new(
+                rewrite::RewriteBody::generic(body, Arc::clone(&snap.plan), counter),
+                guard,
+            )
+            .map_err(Into::into)
+            .boxed_unsync()
         }
     } else {
         Guarded::new(body, guard).boxed_unsync()
@@ -246,7 +293,10 @@ fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
                 return Failure::ClientBody;
             }
         }
-        if err.downcast_ref::<super::idle::IdleTimeoutError>().is_some() {
+        if err
+            .downcast_ref::<super::idle::IdleTimeoutError>()
+            .is_some()
+        {
             return Failure::ClientBody;
         }
         cur = err.source();

@@ -92,10 +92,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn quiet_body_times_out() {
         let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|f| (f, rx))
-        });
-        let mut body = IdleTimeout::new(StreamBody::new(stream), Duration::from_secs(5));
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+            );
+        let mut body = IdleTimeout::new(StreamBody::new(Box::pin(stream)), Duration::from_secs(5));
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("idle"), "{err}");
     }
@@ -103,10 +105,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn frames_rearm_the_timer() {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|f| (f, rx))
-        });
-        let mut body = IdleTimeout::new(StreamBody::new(stream), Duration::from_secs(5));
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+            );
+        let mut body = IdleTimeout::new(StreamBody::new(Box::pin(stream)), Duration::from_secs(5));
         tokio::spawn(async move {
             for _ in 0..5 {
                 tokio::time::sleep(Duration::from_secs(3)).await;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::Watcher;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -31,11 +31,11 @@ pub struct Shared {
 }
 
 /// Accepts until `stop` turns true, then returns; connections already
-/// accepted are watched by `watcher` and finish on their own.
+/// accepted are watched by `graceful`, which the caller shuts down.
 pub async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    watcher: Watcher,
+    graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(5);
@@ -65,7 +65,7 @@ pub async fn accept_loop(
             continue;
         };
         let shared = Arc::clone(&shared);
-        let watcher = watcher.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             shared.metrics.connections_total.inc();
             shared.metrics.connections_active.inc();
@@ -76,24 +76,30 @@ pub async fn accept_loop(
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, watcher: Watcher) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    watcher: Watcher,
+) {
     let _ = stream.set_nodelay(true);
     let snap = shared.snapshot.load_full();
     let acceptor = TlsAcceptor::from(shared.tls.load_full());
     let started = Instant::now();
-    let tls = match tokio::time::timeout(snap.cfg.tls.handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            shared.metrics.tls_handshake_errors.inc();
-            tracing::debug!(%peer, "TLS handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            shared.metrics.tls_handshake_errors.inc();
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
+    let tls =
+        match tokio::time::timeout(snap.cfg.tls.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                shared.metrics.tls_handshake_errors.inc();
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                shared.metrics.tls_handshake_errors.inc();
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
     shared
         .metrics
         .tls_handshake_duration
@@ -105,15 +111,23 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shar
         let shared = Arc::clone(&svc_shared);
         async move {
             let snap = shared.snapshot.load_full();
-            Ok::<_, std::convert::Infallible>(forward::handle(snap, &shared.metrics, req, peer).await)
+            Ok::<_, std::convert::Infallible>(
+                forward::handle(snap, &shared.metrics, req, peer).await,
+            )
         }
     });
     let builder = snap.http.clone();
     let result = if h2 {
-        let conn = builder.http2_only().serve_connection(io, service).into_owned();
+        let conn = builder
+            .http2_only()
+            .serve_connection(io, service)
+            .into_owned();
         watcher.watch(conn).await
     } else {
-        let conn = builder.http1_only().serve_connection(io, service).into_owned();
+        let conn = builder
+            .http1_only()
+            .serve_connection(io, service)
+            .into_owned();
         watcher.watch(conn).await
     };
     if let Err(e) = result {

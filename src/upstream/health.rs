@@ -86,11 +86,11 @@ struct Probe {
 
 impl Probe {
     async fn run(self) {
-        let jitter = self.interval.mul_f64(jitter_fraction(self.member, self.service));
-        let mut ticker = tokio::time::interval_at(
-            tokio::time::Instant::now() + jitter,
-            self.interval,
-        );
+        let jitter = self
+            .interval
+            .mul_f64(jitter_fraction(self.member, self.service));
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + jitter, self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;

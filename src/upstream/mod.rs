@@ -66,12 +66,14 @@ impl Upstreams {
     pub fn build(cfg: &Config, registry: &Registry) -> Result<Self, UpstreamError> {
         let mut backends = Vec::with_capacity(cfg.members.len());
         for m in &cfg.members {
-            let authority: Authority = m.address.to_string().parse().map_err(|_| {
-                UpstreamError::BadAuthority {
-                    name: m.name.clone(),
-                    address: m.address,
-                }
-            })?;
+            let authority: Authority =
+                m.address
+                    .to_string()
+                    .parse()
+                    .map_err(|_| UpstreamError::BadAuthority {
+                        name: m.name.clone(),
+                        address: m.address,
+                    })?;
             let state = registry.member(&m.name, m.address);
             let cells = cfg.services.iter().map(|s| state.cell(&s.name)).collect();
             backends.push(Backend {
@@ -90,7 +92,11 @@ impl Upstreams {
             .collect();
         registry.retain(&keep);
         let weights: Vec<u32> = cfg.members.iter().map(|m| m.weight).collect();
-        let turns = cfg.services.iter().map(|_| RoundRobin::new(&weights)).collect();
+        let turns = cfg
+            .services
+            .iter()
+            .map(|_| RoundRobin::new(&weights))
+            .collect();
         Ok(Upstreams {
             backends: backends.into_boxed_slice(),
             service_names: cfg.services.iter().map(|s| s.name.clone()).collect(),
@@ -130,7 +136,10 @@ impl Upstreams {
         };
         if b.cells[s].mark_down_passive() {
             tracing::warn!(member = %b.name, service = %service, "member down for service (passive): {reason}");
-            metrics.member_up.with_label_values(&[&b.name, service]).set(0);
+            metrics
+                .member_up
+                .with_label_values(&[&b.name, service])
+                .set(0);
             metrics
                 .passive_ejections
                 .with_label_values(&[&b.name, service])

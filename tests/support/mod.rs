@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod backend;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,11 @@ pub struct TestCerts {
 }
 
 pub fn make_certs(dir: &Path) -> TestCerts {
-    make_certs_named(dir, "mail.lab.com", &["mail.lab.com", "autodiscover.lab.com"])
+    make_certs_named(
+        dir,
+        "mail.lab.com",
+        &["mail.lab.com", "autodiscover.lab.com"],
+    )
 }
 
 pub fn make_certs_named(dir: &Path, stem: &str, names: &[&str]) -> TestCerts {
@@ -136,7 +142,14 @@ fn wait_line<T>(name: &str, stdout: ChildStdout, pred: impl Fn(&str) -> Option<T
 /// Starts `casarray mock-server` on an ephemeral port.
 pub fn spawn_mock(name: &str, store: &Path, extra: &[&str]) -> (Proc, SocketAddr) {
     let mut child = Command::new(BIN)
-        .args(["mock-server", "--name", name, "--listen", "127.0.0.1:0", "--store"])
+        .args([
+            "mock-server",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+        ])
         .arg(store)
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -146,7 +159,9 @@ pub fn spawn_mock(name: &str, store: &Path, extra: &[&str]) -> (Proc, SocketAddr
         .expect("spawn mock-server");
     let stdout = child.stdout.take().unwrap();
     let addr = wait_line(name, stdout, |l| {
-        l.split("listening on ").nth(1).and_then(|a| a.trim().parse().ok())
+        l.split("listening on ")
+            .nth(1)
+            .and_then(|a| a.trim().parse().ok())
     });
     (
         Proc {
@@ -169,7 +184,10 @@ pub fn spawn_array(config: &Path) -> (Proc, ArrayAddrs) {
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(config)
-        .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
