@@ -9,6 +9,8 @@
 //!   `cli` is `casarray cert ...` on top of it.
 
 mod cert_info;
+pub mod cli;
+mod cli_files;
 mod error;
 mod load;
 pub mod pki;

@@ -173,7 +173,7 @@ mod tests {
     fn only_changes_to_watched_names_count() {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("mail.crt");
-        let targets = Targets::new(&[cert.clone()]).unwrap();
+        let targets = Targets::new(std::slice::from_ref(&cert)).unwrap();
         let other = dir.path().join("other.crt");
         let elsewhere = dir.path().join("sub").join("mail.crt");
 
@@ -192,7 +192,7 @@ mod tests {
     fn reading_or_chmod_is_no_change() {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("mail.crt");
-        let targets = Targets::new(&[cert.clone()]).unwrap();
+        let targets = Targets::new(std::slice::from_ref(&cert)).unwrap();
         for kind in [
             EventKind::Access(AccessKind::Open(AccessMode::Any)),
             EventKind::Access(AccessKind::Close(AccessMode::Read)),

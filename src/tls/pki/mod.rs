@@ -19,6 +19,7 @@ mod summary;
 pub use bundle::{complete, export, import, Imported};
 pub use error::PkiError;
 pub use keys::KeyType;
+pub(crate) use make::check_host_name;
 pub use make::{
     issue, new_ca, new_ca_with, request, request_with, self_signed, self_signed_with, CertAndKey,
     CertRequest, CA_DAYS, MAX_DAYS,
