@@ -25,7 +25,10 @@ pub struct Config {
     /// At least one; names unique (case-insensitive).
     pub members: Vec<MemberConfig>,
     pub databases: Vec<DatabaseConfig>,
-    /// The `[[service]]` tables, or the built-in Exchange profile when none.
+    /// The `[[service]]` tables, or the built-in Exchange profile when none
+    /// (`[array] profile`: `exchange2013`, the default, or `exchange2010`).
+    /// A `[[service]]` named like a built-in service takes that service's
+    /// values as its defaults.
     pub services: Vec<ServiceConfig>,
 }
 
@@ -35,6 +38,7 @@ pub struct ArrayConfig {
     pub name: String,
     /// The array's fqdn: the RPC client access endpoint name.
     pub fqdn: String,
+    /// Active Directory site; default `Default-First-Site-Name`.
     pub site: String,
     /// Public HTTPS names clients use (Host header accepted, the name member
     /// names are rewritten to). Default: `[fqdn]`. The first is the primary.
