@@ -402,8 +402,8 @@ async fn concurrent_clients_see_no_error_when_a_member_dies() {
     for t in tasks {
         t.await.unwrap();
     }
-    let errors = errors.lock().unwrap();
     let retries = metric(addrs.admin, "casarray_upstream_retries_total", &[]).await;
+    let errors = errors.lock().unwrap().clone();
     println!(
         "failover: {} requests, {} client errors, EX1 taken out {:?} after kill -9, {} retries",
         CLIENTS as u64 * PER_CLIENT,

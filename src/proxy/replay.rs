@@ -89,7 +89,7 @@ impl Replay {
             state: self.state.clone(),
             attempt,
             pos: 0,
-            hint: self.hint.clone(),
+            hint: self.hint,
             done: self.state.is_none(),
         }
     }
@@ -176,7 +176,7 @@ impl Body for ReplayBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 

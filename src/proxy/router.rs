@@ -27,7 +27,7 @@ impl Router {
             .enumerate()
             .map(|(i, s)| (s.prefix.trim_end_matches('/').as_bytes().to_vec(), i))
             .collect();
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Router { prefixes }
     }
 
