@@ -416,3 +416,139 @@ async fn concurrent_clients_see_no_error_when_a_member_dies() {
         "client errors during failover: {errors:?}"
     );
 }
+
+/// Two mock servers and the array in front, all up.
+async fn mock_array(extra: &str) -> (tempfile::TempDir, Vec<(Proc, std::net::SocketAddr)>, Proc, ArrayAddrs, Client) {
+    let dir = tempdir();
+    let certs = make_certs(dir.path());
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let m1 = spawn_mock("EX1", &store, &[]);
+    let m2 = spawn_mock("EX2", &store, &[]);
+    let config = dir.path().join("casarray.toml");
+    std::fs::write(&config, config_toml(&certs, &[("EX1", m1.1), ("EX2", m2.1)], extra)).unwrap();
+    let (array, addrs) = spawn_array(&config);
+    let client = Client::h1(addrs.https, &certs.ca_pem);
+    wait_until("both members up", Duration::from_secs(20), || async {
+        member_up(addrs.admin, "EX1", "rpc").await && member_up(addrs.admin, "EX2", "rpc").await
+    })
+    .await;
+    (dir, vec![m1, m2], array, addrs, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_in_data_of_1_gib_streams_through_with_flat_memory() {
+    use futures_util::StreamExt;
+    const GIB: u64 = 1 << 30;
+    const CHUNK: usize = 256 * 1024;
+    let (_dir, _mocks, array, _addrs, client) = mock_array("").await;
+    let pid = array.pid();
+    let baseline = rss_kib(pid);
+
+    // Sample the array's memory while the body flows.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    };
+    let chunk = bytes::Bytes::from(vec![0x5a_u8; CHUNK]);
+    let frames = futures_util::stream::iter(0..(GIB as usize / CHUNK)).map(move |_| {
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(chunk.clone()))
+    });
+    let body = http_body_util::StreamBody::new(frames);
+    let req = http::Request::builder()
+        .method("RPC_IN_DATA")
+        .uri("/rpc/rpcproxy.dll?ex1.lab.local:6001")
+        .header("host", FQDN)
+        .header("content-length", GIB.to_string())
+        .header("content-type", "application/rpc")
+        .body(body)
+        .unwrap();
+    let io = hyper_util::rt::TokioIo::new(client.tls().await.unwrap());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let started = Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(300), sender.send_request(req))
+        .await
+        .expect("1 GiB through within 300 s")
+        .unwrap();
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body).trim(), format!("bytes={GIB}"));
+    println!(
+        "RPC_IN_DATA 1 GiB in {elapsed:?} ({:.0} MiB/s); array RSS {baseline} KiB before, peak {peak} KiB",
+        1024.0 / elapsed.as_secs_f64()
+    );
+    assert!(
+        peak < baseline + 64 * 1024,
+        "array memory grew from {baseline} KiB to {peak} KiB while streaming"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_out_data_streams_to_the_client() {
+    const N: usize = 48 * 1024 * 1024;
+    let (_dir, _mocks, _array, _addrs, client) = mock_array("").await;
+    let req = http::Request::builder()
+        .method("RPC_OUT_DATA")
+        .uri(format!("/rpc/rpcproxy.dll?ex1.lab.local:6001&bytes={N}"))
+        .header("host", FQDN)
+        .header("content-length", "76")
+        .body(http_body_util::Full::new(bytes::Bytes::from(vec![0u8; 76])))
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body().len(), N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let (_dir, mocks, mut array, addrs, client) = mock_array("").await;
+    for (_, addr) in &mocks {
+        let (status, _) = http_send(*addr, "POST", "/mock/latency?ms=1500", "", &[]).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(client.connect().await.unwrap());
+    }
+    let in_flight: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| tokio::spawn(async move { c.send(get("/ews/healthcheck.htm")).await }))
+        .collect();
+    // Once the four requests are at the members, stop the array.
+    wait_until("4 requests in flight", Duration::from_secs(20), || async {
+        let v = members(addrs.admin).await;
+        let n: u64 = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["in_flight"].as_u64().unwrap_or(0))
+            .sum();
+        n >= 4
+    })
+    .await;
+    array.signal(libc::SIGTERM);
+    for t in in_flight {
+        let resp = t.await.unwrap().expect("in-flight request completes");
+        assert_eq!(resp.status(), 200);
+    }
+    let status = array
+        .wait_exit(Duration::from_secs(30))
+        .expect("array exits after draining");
+    assert!(status.success(), "{status:?}");
+    assert!(client.connect().await.is_err(), "no new connections after stop");
+}
