@@ -1,6 +1,8 @@
 //! The body types of the forwarding path.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -9,6 +11,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 
+use super::access::AccessRecord;
 use crate::upstream::member::InFlight;
 
 /// Errors of bodies, boxed.
@@ -26,35 +29,100 @@ pub fn full(text: impl Into<Bytes>) -> ProxyBody {
 
 pin_project! {
     /// A response body that counts as in flight on its member until it ends
-    /// or the client goes away.
+    /// or the client goes away, and writes the access log line then.
     pub struct Guarded<B> {
         #[pin]
         inner: B,
         guard: Option<InFlight>,
+        log: Option<Box<AccessRecord>>,
     }
-}
 
-impl<B> Guarded<B> {
-    pub fn new(inner: B, guard: InFlight) -> Self {
-        Guarded {
-            inner,
-            guard: Some(guard),
+    impl<B> PinnedDrop for Guarded<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(log) = this.log.take() {
+                log.emit();
+            }
         }
     }
 }
 
-impl<B: Body> Body for Guarded<B> {
-    type Data = B::Data;
+impl<B> Guarded<B> {
+    pub fn new(inner: B, guard: InFlight, log: Option<Box<AccessRecord>>) -> Self {
+        Guarded {
+            inner,
+            guard: Some(guard),
+            log,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Guarded<B> {
+    type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = polled {
-            this.guard.take();
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(log), Some(data)) = (this.log.as_mut(), frame.data_ref()) {
+                    log.bytes_out += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                this.guard.take();
+                if let Some(log) = this.log.take() {
+                    log.emit();
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// A request body that adds the bytes it yields to a shared counter
+    /// (for the access log).
+    pub struct Counted<B> {
+        #[pin]
+        inner: B,
+        count: Arc<AtomicU64>,
+    }
+}
+
+impl<B> Counted<B> {
+    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
+        Counted { inner, count }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Counted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
         }
         polled
     }

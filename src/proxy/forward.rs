@@ -9,6 +9,7 @@
 //! that times out is not retried: the request may be in progress there.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +20,8 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{Guarded, ProxyBody};
+use super::access::AccessRecord;
+use super::body::{Counted, Guarded, ProxyBody};
 use super::headers::{add_forwarded, strip_hop_by_hop};
 use super::idle::IdleTimeout;
 use super::replay::Replay;
@@ -53,47 +55,36 @@ pub async fn handle(
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
+    let mut log = AccessRecord::start(started, peer, req.method(), req.uri().path());
     if req.method() == Method::CONNECT {
-        return local(
-            metrics,
-            "none",
-            respond::plain(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "405 CONNECT is not supported\n",
-            ),
+        let resp = respond::plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 CONNECT is not supported\n",
         );
+        return local(metrics, log, "none", "none", resp);
     }
     let Some(host) = request_host(&req) else {
-        return local(
-            metrics,
-            "none",
-            respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request: no Host\n"),
-        );
+        let resp = respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request: no Host\n");
+        return local(metrics, log, "none", "none", resp);
     };
     if !host.to_str().is_ok_and(|h| snap.accepts_host(h)) {
-        return local(
-            metrics,
-            "none",
-            respond::plain(
-                StatusCode::MISDIRECTED_REQUEST,
-                "421 Misdirected Request: this array does not serve that host name\n",
-            ),
+        let resp = respond::plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "421 Misdirected Request: this array does not serve that host name\n",
         );
+        return local(metrics, log, "none", "none", resp);
     }
     let s = match snap.router.route(req.uri().path()) {
         Route::Service(s) => s,
-        Route::Root => return local(metrics, "none", respond::to_owa()),
+        Route::Root => return local(metrics, log, "none", "none", respond::to_owa()),
         Route::NotFound => {
-            return local(
-                metrics,
-                "none",
-                respond::plain(StatusCode::NOT_FOUND, "404 Not Found\n"),
-            )
+            let resp = respond::plain(StatusCode::NOT_FOUND, "404 Not Found\n");
+            return local(metrics, log, "none", "none", resp);
         }
     };
     let svc = &snap.services[s];
     if !snap.upstreams.any_eligible(s) {
-        return local(metrics, &svc.name, respond::no_member());
+        return local(metrics, log, &svc.name, "none", respond::no_member());
     }
 
     let (mut parts, body) = req.into_parts();
@@ -108,17 +99,22 @@ pub async fn handle(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let replay = Replay::new(
-        IdleTimeout::new(body, svc.idle_timeout),
-        snap.cfg.proxy.replay_body_limit,
-    );
+    let body = IdleTimeout::new(body, svc.idle_timeout);
+    let limit = snap.cfg.proxy.replay_body_limit;
+    let replay = match log.as_mut() {
+        Some(log) if !body.is_end_stream() => {
+            let count = Arc::new(AtomicU64::new(0));
+            log.bytes_in = Some(Arc::clone(&count));
+            Replay::new(Counted::new(body, count), limit)
+        }
+        _ => Replay::new(body, limit),
+    };
 
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     let mut attempts = 0;
     let upstreams = &snap.upstreams;
     loop {
         let Some(m) = upstreams.pick(s, &tried[..attempts]) else {
-            // Every eligible member failed this request (or went away).
             // Nobody left (every member refused or is down): 503; members
             // that are up but failed this request: 502.
             let resp = if attempts == 0 || !upstreams.any_eligible(s) {
@@ -129,7 +125,7 @@ pub async fn handle(
                     "502 Bad Gateway: no server could answer\n",
                 )
             };
-            return local(metrics, &svc.name, resp);
+            return local(metrics, log, &svc.name, "none", resp);
         };
         tried[attempts] = m;
         attempts += 1;
@@ -142,17 +138,21 @@ pub async fn handle(
         *up.version_mut() = Version::HTTP_11;
         *up.headers_mut() = parts.headers.clone();
 
-        let failure = match tokio::time::timeout(svc.response_timeout, snap.client.request(up))
-            .await
-        {
+        let sent = tokio::time::timeout(svc.response_timeout, snap.client.request(up)).await;
+        let failure = match sent {
             Ok(Ok(resp)) => {
-                let resp = respond_from_member(&snap, svc, resp, &backend.name, guard);
                 metrics
                     .requests
                     .with_label_values(&[&svc.name, &backend.name, resp.status().as_str()])
                     .inc();
                 svc.duration.observe(started.elapsed().as_secs_f64());
-                return resp;
+                if let Some(log) = log.as_mut() {
+                    log.service.clone_from(&svc.name);
+                    log.member.clone_from(&backend.name);
+                    log.status = resp.status().as_u16();
+                    log.retries = attempts as u32 - 1;
+                }
+                return respond_from_member(&snap, svc, resp, &backend.name, guard, log);
             }
             Ok(Err(e)) => {
                 let failure = classify(&e);
@@ -198,11 +198,10 @@ pub async fn handle(
                 "502 Bad Gateway: the server failed\n",
             ),
         };
-        metrics
-            .requests
-            .with_label_values(&[&svc.name, &backend.name, resp.status().as_str()])
-            .inc();
-        return resp;
+        if let Some(log) = log.as_mut() {
+            log.retries = attempts as u32 - 1;
+        }
+        return local(metrics, log, &svc.name, &backend.name, resp);
     }
 }
 
@@ -213,6 +212,7 @@ fn respond_from_member(
     resp: Response<Incoming>,
     member: &str,
     guard: crate::upstream::member::InFlight,
+    log: Option<Box<AccessRecord>>,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -232,33 +232,38 @@ fn respond_from_member(
     {
         parts.headers.remove(header::CONTENT_LENGTH);
         let counter = Some(svc.rewrites.clone());
-        if svc.autodiscover {
-            Guarded::new(
-                rewrite::RewriteBody::autodiscover(body, Arc::clone(&snap.plan), counter),
-                guard,
-            )
-            .map_err(Into::into)
-            .boxed_unsync()
+        let plan = Arc::clone(&snap.plan);
+        let rewritten = if svc.autodiscover {
+            rewrite::RewriteBody::autodiscover(body, plan, counter)
         } else {
-            Guarded::new(
-                rewrite::RewriteBody::generic(body, Arc::clone(&snap.plan), counter),
-                guard,
-            )
-            .map_err(Into::into)
-            .boxed_unsync()
-        }
+            rewrite::RewriteBody::generic(body, plan, counter)
+        };
+        Guarded::new(rewritten, guard, log).boxed_unsync()
     } else {
-        Guarded::new(body, guard).boxed_unsync()
+        Guarded::new(body, guard, log).boxed_unsync()
     };
     Response::from_parts(parts, body)
 }
 
-/// Counts an answer the array gave itself.
-fn local(metrics: &Metrics, service: &str, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+/// Counts and logs an answer the array gave itself.
+fn local(
+    metrics: &Metrics,
+    log: Option<Box<AccessRecord>>,
+    service: &str,
+    member: &str,
+    resp: Response<ProxyBody>,
+) -> Response<ProxyBody> {
     metrics
         .requests
-        .with_label_values(&[service, "none", resp.status().as_str()])
+        .with_label_values(&[service, member, resp.status().as_str()])
         .inc();
+    if let Some(mut log) = log {
+        service.clone_into(&mut log.service);
+        member.clone_into(&mut log.member);
+        log.status = resp.status().as_u16();
+        log.bytes_out = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+        log.emit();
+    }
     resp
 }
 

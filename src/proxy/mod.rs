@@ -1,6 +1,7 @@
 //! The client side of the array: the listener, connection handling,
 //! forwarding and the array's own answers.
 
+pub mod access;
 pub mod body;
 pub mod forward;
 pub mod headers;

@@ -181,7 +181,18 @@ pub struct ArrayAddrs {
 
 /// Starts `casarray serve --config FILE`.
 pub fn spawn_array(config: &Path) -> (Proc, ArrayAddrs) {
+    spawn_array_with(config, &[], None)
+}
+
+/// Starts `casarray [ARGS] serve --config FILE`, its stderr (the logs) in
+/// `log` when given.
+pub fn spawn_array_with(config: &Path, args: &[&str], log: Option<&Path>) -> (Proc, ArrayAddrs) {
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::inherit(),
+    };
     let mut child = Command::new(BIN)
+        .args(args)
         .args(["serve", "--config"])
         .arg(config)
         .env(
@@ -189,7 +200,7 @@ pub fn spawn_array(config: &Path) -> (Proc, ArrayAddrs) {
             std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
         )
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn casarray serve");
     let stdout = child.stdout.take().unwrap();
