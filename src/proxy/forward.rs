@@ -7,27 +7,33 @@
 //! connection before any byte of the answer, when the request body is empty
 //! or was kept whole for replay (up to `proxy.replay_body_limit`). A member
 //! that times out is not retried: the request may be in progress there.
+//!
+//! Requests of a client connection that logs in with NTLM or Negotiate go
+//! over one dedicated backend connection instead of the pool (`conn.rs`).
 
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
+use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 
 use super::access::AccessRecord;
 use super::body::{Counted, Guarded, ProxyBody};
+use super::conn::{self, ConnCtx, ConnError, Pinned};
 use super::headers::{add_forwarded, strip_hop_by_hop};
 use super::idle::IdleTimeout;
 use super::replay::Replay;
 use super::respond;
 use super::router::Route;
 use super::snapshot::{ServiceRt, Snapshot};
+use super::sticky;
 use crate::admin::Metrics;
 use crate::rewrite;
 use crate::upstream::health::error_chain;
@@ -47,49 +53,63 @@ enum Failure {
     Timeout,
 }
 
-/// Handles one request from a client at `peer`.
+/// A request on its way: what every attempt needs.
+struct Outgoing {
+    parts: Parts,
+    pq: PathAndQuery,
+    replay: Replay,
+    started: Instant,
+    log: Option<Box<AccessRecord>>,
+}
+
+/// Handles one request from the client connection `ctx`. An `Err` resets
+/// the HTTP/2 stream (HTTP_1_1_REQUIRED) or closes the HTTP/1.1 connection.
 pub async fn handle(
     snap: Arc<Snapshot>,
     metrics: &Metrics,
+    ctx: &ConnCtx,
     req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<ProxyBody> {
+) -> Result<Response<ProxyBody>, ConnError> {
     let started = Instant::now();
-    let mut log = AccessRecord::start(started, peer, req.method(), req.uri().path());
+    let mut log = AccessRecord::start(started, ctx.peer, req.method(), req.uri().path());
     if req.method() == Method::CONNECT {
         let resp = respond::plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "405 CONNECT is not supported\n",
         );
-        return local(metrics, log, "none", "none", resp);
+        return Ok(local(metrics, log, "none", "none", resp));
     }
     let Some(host) = request_host(&req) else {
         let resp = respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request: no Host\n");
-        return local(metrics, log, "none", "none", resp);
+        return Ok(local(metrics, log, "none", "none", resp));
     };
     if !host.to_str().is_ok_and(|h| snap.accepts_host(h)) {
         let resp = respond::plain(
             StatusCode::MISDIRECTED_REQUEST,
             "421 Misdirected Request: this array does not serve that host name\n",
         );
-        return local(metrics, log, "none", "none", resp);
+        return Ok(local(metrics, log, "none", "none", resp));
     }
     let s = match snap.router.route(req.uri().path()) {
         Route::Service(s) => s,
-        Route::Root => return local(metrics, log, "none", "none", respond::to_owa()),
+        Route::Root => return Ok(local(metrics, log, "none", "none", respond::to_owa())),
         Route::NotFound => {
             let resp = respond::plain(StatusCode::NOT_FOUND, "404 Not Found\n");
-            return local(metrics, log, "none", "none", resp);
+            return Ok(local(metrics, log, "none", "none", resp));
         }
     };
     let svc = &snap.services[s];
-    if !snap.upstreams.any_eligible(s) {
-        return local(metrics, log, &svc.name, "none", respond::no_member());
+    let connection_auth = conn::is_connection_auth(req.headers());
+    if connection_auth && ctx.h2 {
+        return Err(ConnError::http11_required());
+    }
+    if !ctx.is_pinned() && !snap.upstreams.any_eligible(s) {
+        return Ok(local(metrics, log, &svc.name, "none", respond::no_member()));
     }
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    add_forwarded(&mut parts.headers, peer.ip(), &host);
+    add_forwarded(&mut parts.headers, ctx.peer.ip(), &host);
     parts.headers.insert(header::HOST, host);
     if svc.rewrite {
         rewrite::request_identity_encoding(&mut parts.headers);
@@ -109,12 +129,59 @@ pub async fn handle(
         }
         _ => Replay::new(body, limit),
     };
+    let out = Outgoing {
+        parts,
+        pq,
+        replay,
+        started,
+        log,
+    };
+    if connection_auth || ctx.is_pinned() {
+        return forward_pinned(&snap, metrics, ctx, s, out).await;
+    }
+    forward_pooled(&snap, metrics, ctx, s, out).await
+}
 
+/// Over the pool, with affinity and retries.
+async fn forward_pooled(
+    snap: &Snapshot,
+    metrics: &Metrics,
+    ctx: &ConnCtx,
+    s: usize,
+    mut out: Outgoing,
+) -> Result<Response<ProxyBody>, ConnError> {
+    let svc = &snap.services[s];
+    let upstreams = &snap.upstreams;
+    let client_ip = ctx.peer.ip();
     let mut tried = [usize::MAX; MAX_ATTEMPTS];
     let mut attempts = 0;
-    let upstreams = &snap.upstreams;
     loop {
-        let Some(m) = upstreams.pick(s, &tried[..attempts]) else {
+        let pick = if attempts == 0 {
+            sticky::first_pick(
+                upstreams,
+                s,
+                &svc.affinity,
+                &svc.cookie_name,
+                &out.parts.headers,
+                client_ip,
+            )
+            .map(|(m, moved)| {
+                if moved {
+                    svc.affinity_moves.inc();
+                }
+                m
+            })
+        } else {
+            sticky::next_pick(
+                upstreams,
+                s,
+                &svc.affinity,
+                &out.parts.headers,
+                client_ip,
+                &tried[..attempts],
+            )
+        };
+        let Some(m) = pick else {
             // Nobody left (every member refused or is down): 503; members
             // that are up but failed this request: 502.
             let resp = if attempts == 0 || !upstreams.any_eligible(s) {
@@ -125,34 +192,42 @@ pub async fn handle(
                     "502 Bad Gateway: no server could answer\n",
                 )
             };
-            return local(metrics, log, &svc.name, "none", resp);
+            return Ok(local(metrics, out.log, &svc.name, "none", resp));
         };
         tried[attempts] = m;
         attempts += 1;
         let backend = &upstreams.backends()[m];
         let guard = backend.state.begin_request();
-
-        let mut up = Request::new(replay.attempt());
-        *up.method_mut() = parts.method.clone();
-        *up.uri_mut() = upstream_uri(&backend.authority, &pq);
-        *up.version_mut() = Version::HTTP_11;
-        *up.headers_mut() = parts.headers.clone();
-
+        let up = upstream_request(&out, Some(&backend.authority));
         let sent = tokio::time::timeout(svc.response_timeout, snap.client.request(up)).await;
         let failure = match sent {
             Ok(Ok(resp)) => {
-                metrics
-                    .requests
-                    .with_label_values(&[&svc.name, &backend.name, resp.status().as_str()])
-                    .inc();
-                svc.duration.observe(started.elapsed().as_secs_f64());
-                if let Some(log) = log.as_mut() {
-                    log.service.clone_from(&svc.name);
-                    log.member.clone_from(&backend.name);
-                    log.status = resp.status().as_u16();
-                    log.retries = attempts as u32 - 1;
+                if conn::challenges_connection_auth(resp.status(), resp.headers()) {
+                    if ctx.h2 {
+                        return Err(ConnError::http11_required());
+                    }
+                    // The login's next leg goes to the member that challenged.
+                    ctx.set_ntlm_member(&backend.name);
                 }
-                return respond_from_member(&snap, svc, resp, &backend.name, guard, log);
+                let set_cookie = (svc.affinity == crate::config::Affinity::Cookie
+                    && sticky::cookie(&out.parts.headers, &svc.cookie_name)
+                        != Some(backend.token.as_str()))
+                .then(|| sticky::set_cookie(&svc.cookie_name, &backend.token))
+                .flatten();
+                let mut resp = answer(
+                    snap,
+                    metrics,
+                    svc,
+                    resp,
+                    &backend.name,
+                    guard,
+                    attempts,
+                    out,
+                );
+                if let Some(c) = set_cookie {
+                    resp.headers_mut().append(header::SET_COOKIE, c);
+                }
+                return Ok(resp);
             }
             Ok(Err(e)) => {
                 let failure = classify(&e);
@@ -177,31 +252,224 @@ pub async fn handle(
         };
         let retry = match failure {
             Failure::Connect => true,
-            Failure::Member => replay.can_replay(),
+            Failure::Member => out.replay.can_replay(),
             Failure::ClientBody | Failure::Timeout => false,
         };
         if retry && attempts < MAX_ATTEMPTS {
             svc.retries.inc();
             continue;
         }
-        let resp = match failure {
-            Failure::Timeout => respond::plain(
-                StatusCode::GATEWAY_TIMEOUT,
-                "504 Gateway Timeout: the server did not answer in time\n",
-            ),
-            Failure::ClientBody => respond::plain(
-                StatusCode::BAD_REQUEST,
-                "400 Bad Request: the request body did not arrive\n",
-            ),
-            _ => respond::plain(
-                StatusCode::BAD_GATEWAY,
-                "502 Bad Gateway: the server failed\n",
-            ),
-        };
-        if let Some(log) = log.as_mut() {
+        if let Some(log) = out.log.as_mut() {
             log.retries = attempts as u32 - 1;
         }
-        return local(metrics, log, &svc.name, &backend.name, resp);
+        return Ok(local(
+            metrics,
+            out.log,
+            &svc.name,
+            &backend.name,
+            failure_answer(&failure),
+        ));
+    }
+}
+
+/// Over the client connection's dedicated backend connection (NTLM and
+/// Negotiate logins): made on the login's first leg, kept for the client
+/// connection's life, never pooled, never retried elsewhere.
+async fn forward_pinned(
+    snap: &Snapshot,
+    metrics: &Metrics,
+    ctx: &ConnCtx,
+    s: usize,
+    out: Outgoing,
+) -> Result<Response<ProxyBody>, ConnError> {
+    let svc = &snap.services[s];
+    let upstreams = &snap.upstreams;
+    let mut slot = ctx.pinned.lock().await;
+    if slot.as_ref().is_some_and(|p| p.sender.is_closed()) {
+        *slot = None;
+        return Err(ConnError::PinnedGone);
+    }
+    if slot.is_none() {
+        match pin_member(snap, metrics, ctx, s).await {
+            Some(pinned) => {
+                *slot = Some(pinned);
+                ctx.set_pinned(true);
+            }
+            None => {
+                return Ok(local(
+                    metrics,
+                    out.log,
+                    &svc.name,
+                    "none",
+                    respond::no_member(),
+                ))
+            }
+        }
+    }
+    let Some(pinned) = slot.as_mut() else {
+        return Err(ConnError::PinnedGone);
+    };
+    // The member may have left the config in a reload: the login is over.
+    let Some(m) = upstreams
+        .find(&pinned.member)
+        .filter(|&m| upstreams.backends()[m].address == pinned.address)
+    else {
+        *slot = None;
+        return Err(ConnError::PinnedGone);
+    };
+    let backend = &upstreams.backends()[m];
+    let guard = backend.state.begin_request();
+    let up = upstream_request(&out, None);
+    let sent = async {
+        pinned.sender.ready().await?;
+        pinned.sender.send_request(up).await
+    };
+    match tokio::time::timeout(svc.response_timeout, sent).await {
+        Ok(Ok(resp)) => {
+            drop(slot);
+            Ok(answer(
+                snap,
+                metrics,
+                svc,
+                resp,
+                &backend.name,
+                guard,
+                1,
+                out,
+            ))
+        }
+        Ok(Err(e)) => {
+            let why = error_chain(&e);
+            if !e.is_user() {
+                upstreams.eject(m, s, &why, metrics);
+            }
+            *slot = None;
+            tracing::info!(member = %backend.name, "pinned backend connection failed, closing the client connection: {why}");
+            Err(ConnError::PinnedGone)
+        }
+        Err(_) => {
+            upstreams.eject(
+                m,
+                s,
+                "no response within the service's response timeout",
+                metrics,
+            );
+            *slot = None;
+            Err(ConnError::PinnedGone)
+        }
+    }
+}
+
+/// A dedicated connection to a member for a connection-bound login: the
+/// member that challenged, else the service's usual choice; members that
+/// refuse are taken out and the next is tried.
+async fn pin_member(snap: &Snapshot, metrics: &Metrics, ctx: &ConnCtx, s: usize) -> Option<Pinned> {
+    let upstreams = &snap.upstreams;
+    let preferred = ctx
+        .ntlm_member()
+        .and_then(|name| upstreams.find(&name))
+        .filter(|&m| upstreams.backends()[m].eligible(s));
+    let mut tried = Vec::new();
+    for _ in 0..MAX_ATTEMPTS {
+        let m = match preferred.filter(|m| !tried.contains(m)) {
+            Some(m) => m,
+            None => upstreams.pick(s, &tried)?,
+        };
+        tried.push(m);
+        let backend = &upstreams.backends()[m];
+        let connect = tokio::net::TcpStream::connect(backend.address);
+        let stream = match tokio::time::timeout(snap.cfg.proxy.connect_timeout, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                upstreams.eject_all(m, &format!("connect failed: {e}"), metrics);
+                continue;
+            }
+            Err(_) => {
+                upstreams.eject_all(m, "connect timed out", metrics);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    upstreams.eject(m, s, &format!("handshake failed: {e}"), metrics);
+                    continue;
+                }
+            };
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("pinned backend connection ended: {e}");
+            }
+        });
+        return Some(Pinned {
+            member: backend.name.clone(),
+            address: backend.address,
+            sender,
+        });
+    }
+    None
+}
+
+/// The request as one attempt sends it: absolute-form for the pool (it
+/// picks the connection by authority), origin-form on a dedicated connection.
+fn upstream_request(
+    out: &Outgoing,
+    authority: Option<&http::uri::Authority>,
+) -> Request<super::replay::ReplayBody> {
+    let mut up = Request::new(out.replay.attempt());
+    *up.method_mut() = out.parts.method.clone();
+    *up.uri_mut() = match authority {
+        Some(a) => upstream_uri(a, &out.pq),
+        None => Uri::from(out.pq.clone()),
+    };
+    *up.version_mut() = Version::HTTP_11;
+    *up.headers_mut() = out.parts.headers.clone();
+    up
+}
+
+/// Counts, logs and converts a member's answer.
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    snap: &Snapshot,
+    metrics: &Metrics,
+    svc: &ServiceRt,
+    resp: Response<Incoming>,
+    member: &str,
+    guard: crate::upstream::member::InFlight,
+    attempts: usize,
+    out: Outgoing,
+) -> Response<ProxyBody> {
+    metrics
+        .requests
+        .with_label_values(&[&svc.name, member, resp.status().as_str()])
+        .inc();
+    svc.duration.observe(out.started.elapsed().as_secs_f64());
+    let mut log = out.log;
+    if let Some(log) = log.as_mut() {
+        log.service.clone_from(&svc.name);
+        member.clone_into(&mut log.member);
+        log.status = resp.status().as_u16();
+        log.retries = attempts as u32 - 1;
+    }
+    respond_from_member(snap, svc, resp, member, guard, log)
+}
+
+fn failure_answer(failure: &Failure) -> Response<ProxyBody> {
+    match failure {
+        Failure::Timeout => respond::plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Timeout: the server did not answer in time\n",
+        ),
+        Failure::ClientBody => respond::plain(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: the request body did not arrive\n",
+        ),
+        _ => respond::plain(
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: the server failed\n",
+        ),
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::conn::ConnCtx;
 use super::forward;
 use super::snapshot::Snapshot;
 use crate::admin::Metrics;
@@ -107,13 +108,13 @@ async fn serve_connection(
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let io = TokioIo::new(tls);
     let svc_shared = Arc::clone(shared);
+    let ctx = Arc::new(ConnCtx::new(peer, h2));
     let service = service_fn(move |req| {
         let shared = Arc::clone(&svc_shared);
+        let ctx = Arc::clone(&ctx);
         async move {
             let snap = shared.snapshot.load_full();
-            Ok::<_, std::convert::Infallible>(
-                forward::handle(snap, &shared.metrics, req, peer).await,
-            )
+            forward::handle(snap, &shared.metrics, &ctx, req).await
         }
     });
     let builder = snap.http.clone();

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod body;
+pub mod conn;
 pub mod forward;
 pub mod headers;
 pub mod idle;
@@ -11,5 +12,6 @@ pub mod replay;
 pub mod respond;
 pub mod router;
 pub mod snapshot;
+pub mod sticky;
 
 pub use body::{BoxError, ProxyBody};

@@ -13,7 +13,7 @@ use prometheus::{Histogram, IntCounter};
 use super::replay::ReplayBody;
 use super::router::Router;
 use crate::admin::Metrics;
-use crate::config::Config;
+use crate::config::{Affinity, Config};
 use crate::rewrite::{MemberIdentity, RewritePlan};
 use crate::upstream::member::Registry;
 use crate::upstream::pool::{self, UpstreamClient};
@@ -28,9 +28,13 @@ pub struct ServiceRt {
     pub rewrite: bool,
     /// Autodiscover answers get the EXCH-aware rewriter.
     pub autodiscover: bool,
+    pub affinity: Affinity,
+    /// `casarray_<service>`: the name of the array's affinity cookie.
+    pub cookie_name: String,
     pub duration: Histogram,
     pub retries: IntCounter,
     pub rewrites: IntCounter,
+    pub affinity_moves: IntCounter,
 }
 
 /// One config, ready to serve.
@@ -66,6 +70,9 @@ impl Snapshot {
                 response_timeout: s.response_timeout,
                 rewrite: s.rewrite,
                 autodiscover: s.name.eq_ignore_ascii_case("autodiscover"),
+                affinity: s.affinity.clone(),
+                cookie_name: format!("casarray_{}", s.name),
+                affinity_moves: metrics.affinity_moves.with_label_values(&[&s.name]),
                 duration: metrics.request_duration.with_label_values(&[&s.name]),
                 retries: metrics.upstream_retries.with_label_values(&[&s.name]),
                 rewrites: metrics.rewrites.with_label_values(&[&s.name]),

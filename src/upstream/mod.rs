@@ -5,6 +5,7 @@
 //! per-member state it points to ([`member::MemberState`]) lives in a
 //! [`member::Registry`] that outlives reloads.
 
+pub mod affinity;
 pub mod balance;
 pub mod health;
 pub mod member;
@@ -28,6 +29,9 @@ pub struct Backend {
     pub address: SocketAddr,
     /// `address` as a URI authority, made once.
     pub authority: Authority,
+    pub weight: u32,
+    /// The opaque name of this member in affinity cookies.
+    pub token: String,
     pub state: Arc<MemberState>,
     /// Health per service, indexed like `Config::services`.
     cells: Box<[Arc<HealthCell>]>,
@@ -77,6 +81,8 @@ impl Upstreams {
             let state = registry.member(&m.name, m.address);
             let cells = cfg.services.iter().map(|s| state.cell(&s.name)).collect();
             backends.push(Backend {
+                weight: m.weight,
+                token: affinity::cookie_token(&cfg.array.name, &m.name, &m.address_text),
                 name: m.name.clone(),
                 fqdn: m.fqdn.clone(),
                 address: m.address,
@@ -121,6 +127,31 @@ impl Upstreams {
         self.turns
             .get(s)?
             .pick(|m| self.backends[m].eligible(s), tried)
+    }
+
+    /// The sticky member of `key` for service `s` by rendezvous hashing,
+    /// skipping `tried`; `moved` is true when the member the key belongs to
+    /// was passed over because it is unhealthy or draining.
+    pub fn pick_hashed(&self, s: usize, key: &[u8], tried: &[usize]) -> Option<(usize, bool)> {
+        let mut best: Option<(usize, f64)> = None;
+        let mut top: Option<(usize, f64)> = None;
+        for (i, b) in self.backends.iter().enumerate() {
+            let score = affinity::score(key, &b.name, b.weight);
+            if top.is_none_or(|(_, t)| score > t) {
+                top = Some((i, score));
+            }
+            if b.eligible(s) && !tried.contains(&i) && best.is_none_or(|(_, t)| score > t) {
+                best = Some((i, score));
+            }
+        }
+        let (chosen, _) = best?;
+        let moved = top.is_some_and(|(t, _)| t != chosen && !self.backends[t].eligible(s));
+        Some((chosen, moved))
+    }
+
+    /// The member whose affinity cookie token is `token`.
+    pub fn by_token(&self, token: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.token == token)
     }
 
     /// Any member healthy for service `s` and not draining?
