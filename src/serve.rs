@@ -59,6 +59,40 @@ struct Running {
 
 /// Serves `cfg` until SIGTERM or SIGINT.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let server = start(cfg, true).await?;
+    // Readiness: tests and scripts wait for this line.
+    println!(
+        "casarray serving https://{} (admin http://{})",
+        server.bound.https, server.bound.admin
+    );
+    server.wait().await
+}
+
+/// A running array: its addresses, and a way to stop it.
+pub struct Server {
+    pub bound: Bound,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Stops accepting, drains in-flight requests (bounded by the drain
+    /// timeout) and waits for the end.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the array stops (a signal, or [`Server::shutdown`]).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the array's task failed")?
+    }
+}
+
+/// Binds the listeners and starts the array in the background. With
+/// `signals`, SIGHUP reloads and SIGTERM/SIGINT stop it; either way a
+/// change of the config or certificate files reloads.
+pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     let metrics = Metrics::new().context("cannot register metrics")?;
     let certs = CertStore::load(&cfg.tls).map_err(|e| anyhow::anyhow!("{e}"))?;
     export_cert_expiry(&certs, &metrics);
@@ -85,17 +119,20 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         admin: admin_listener.local_addr()?,
     };
 
+    // `halt` stops the listeners; `stop` is the caller's way to ask for it.
+    let (halt_tx, halt_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let graceful = Arc::new(GracefulShutdown::new());
     let accept = tokio::spawn(accept_loop(
         https,
         Arc::clone(&shared),
         Arc::clone(&graceful),
-        stop_rx.clone(),
+        halt_rx.clone(),
     ));
-    let admin_task = tokio::spawn(admin::serve(admin_listener, Arc::clone(&shared), stop_rx));
+    let admin_task = tokio::spawn(admin::serve(admin_listener, Arc::clone(&shared), halt_rx));
+    tracing::info!(https = %bound.https, admin = %bound.admin, array = %cfg.array.fqdn, "serving");
 
-    let mut running = Running {
+    let running = Running {
         path: cfg.path.clone(),
         cfg: Arc::clone(&cfg),
         certs,
@@ -103,22 +140,36 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         shared,
         health,
     };
+    let listeners = Listeners {
+        halt: halt_tx,
+        accept,
+        admin: admin_task,
+        graceful,
+    };
+    let task = tokio::spawn(supervise(running, signals, stop_rx, listeners));
+    Ok(Server {
+        bound,
+        stop: stop_tx,
+        task,
+    })
+}
+
+/// Reloads on SIGHUP and file changes; on SIGTERM, SIGINT or a stop request,
+/// stops accepting and drains.
+async fn supervise(
+    mut running: Running,
+    signals: bool,
+    mut stop_rx: watch::Receiver<bool>,
+    listeners: Listeners,
+) -> anyhow::Result<()> {
     let (reload_tx, mut reload_rx) = mpsc::channel::<()>(1);
     let mut watcher = start_watch(&running.cfg, reload_tx.clone());
-
-    // Readiness: tests and scripts wait for this line.
-    println!(
-        "casarray serving https://{} (admin http://{})",
-        bound.https, bound.admin
-    );
-    tracing::info!(https = %bound.https, admin = %bound.admin, array = %cfg.array.fqdn, "serving");
-
-    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal_stream(signals, SignalKind::hangup())?;
+    let mut term = signal_stream(signals, SignalKind::terminate())?;
+    let mut int = signal_stream(signals, SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => {
+            Some(()) = next_signal(&mut hup) => {
                 tracing::info!("SIGHUP: reloading");
                 if running.reload() {
                     watcher = start_watch(&running.cfg, reload_tx.clone());
@@ -130,17 +181,18 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                     watcher = start_watch(&running.cfg, reload_tx.clone());
                 }
             }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            Some(()) = next_signal(&mut term) => { tracing::info!("SIGTERM: stopping"); break; }
+            Some(()) = next_signal(&mut int) => { tracing::info!("SIGINT: stopping"); break; }
+            _ = stop_rx.changed() => { tracing::info!("stop requested"); break; }
         }
     }
     drop(watcher);
 
     // Stop accepting, then let connections finish within the drain timeout.
-    let _ = stop_tx.send(true);
-    let _ = accept.await;
+    let _ = listeners.halt.send(true);
+    let _ = listeners.accept.await;
     let drain = running.cfg.proxy.drain_timeout;
-    match Arc::try_unwrap(graceful) {
+    match Arc::try_unwrap(listeners.graceful) {
         Ok(graceful) => match tokio::time::timeout(drain, graceful.shutdown()).await {
             Ok(()) => tracing::info!("all connections finished"),
             Err(_) => tracing::warn!("drain timeout ({drain:?}) reached; closing what is left"),
@@ -149,8 +201,35 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             tracing::warn!("connections could not be drained: the accept loop is still running")
         }
     }
-    admin_task.abort();
+    listeners.admin.abort();
     Ok(())
+}
+
+/// The listener tasks of a running array.
+struct Listeners {
+    halt: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+    admin: tokio::task::JoinHandle<()>,
+    graceful: Arc<GracefulShutdown>,
+}
+
+fn signal_stream(
+    on: bool,
+    kind: SignalKind,
+) -> anyhow::Result<Option<tokio::signal::unix::Signal>> {
+    if !on {
+        return Ok(None);
+    }
+    signal(kind)
+        .map(Some)
+        .with_context(|| format!("cannot handle signal {}", kind.as_raw_value()))
+}
+
+async fn next_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Running {

@@ -295,6 +295,15 @@ impl Client {
         }
     }
 
+    /// Without TLS session resumption: every handshake is full and shows
+    /// the certificate served now.
+    pub fn without_resumption(mut self) -> Self {
+        let mut cfg = (*self.tls).clone();
+        cfg.resumption = rustls::client::Resumption::disabled();
+        self.tls = Arc::new(cfg);
+        self
+    }
+
     pub fn h1(addr: SocketAddr, ca_pem: &str) -> Self {
         Self::new(addr, ca_pem, &[b"http/1.1"])
     }
