@@ -21,7 +21,7 @@
 # 0.0.0.0:8443 for HTTPS and keeps the admin listener on 127.0.0.1:9090,
 # where only the health check inside the container reaches it. The stop
 # timeout must exceed [proxy] drain_timeout (default 30 s): SIGTERM lets
-# in-flight requests finish, then casarray exits 0. See deploy/DEPLOYING.md.
+# in-flight requests finish, then casarray exits 0. See README, "Deploying".
 
 ARG RUST_VERSION=1.95.0
 
