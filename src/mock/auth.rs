@@ -1,11 +1,13 @@
-//! HTTP Basic authentication against the mailbox store (EWS, MAPI,
-//! Autodiscover).
+//! Who a request is: HTTP Basic credentials checked against the mailbox
+//! store, or the identity an NTLM / Negotiate login gave the connection
+//! (see `conn_login`). Used by EWS, MAPI and Autodiscover.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
 
+use super::conn_login::{self, ConnectionUser};
 use super::response::{self, Body};
 use super::server::Shared;
 use super::store;
@@ -44,14 +46,19 @@ pub fn credentials(headers: &HeaderMap) -> Credentials {
     }
 }
 
-/// The authenticated mailbox, `Ok(None)` when the credentials are absent
-/// or wrong, `Err` (a 500 answer) when the store fails.
+/// The authenticated mailbox: Basic credentials when the request carries
+/// them, else the connection's NTLM identity (from `extensions`);
+/// `Ok(None)` when both are absent or the credentials are wrong, `Err` (a
+/// 500 answer) when the store fails.
 pub async fn authenticate(
     shared: &Shared,
     headers: &HeaderMap,
+    extensions: &http::Extensions,
 ) -> Result<Option<Mailbox>, Response<Body>> {
     let Credentials::Basic(user, password) = credentials(headers) else {
-        return Ok(None);
+        return Ok(extensions
+            .get::<ConnectionUser>()
+            .map(|ConnectionUser(m)| m.clone()));
     };
     shared
         .store
@@ -63,12 +70,14 @@ pub async fn authenticate(
         })
 }
 
-/// `401` asking for Basic credentials for realm `fqdn`.
+/// `401` asking for Basic credentials for realm `fqdn` (first), then
+/// offering `Negotiate` and `NTLM`.
 pub fn unauthorized(fqdn: &str) -> Response<Body> {
     let mut resp = response::status(StatusCode::UNAUTHORIZED);
     if let Ok(v) = format!("Basic realm=\"{fqdn}\"").parse() {
         resp.headers_mut().insert(WWW_AUTHENTICATE, v);
     }
+    conn_login::add_offers(resp.headers_mut());
     resp
 }
 
@@ -98,9 +107,10 @@ mod tests {
     fn challenge_names_realm() {
         let resp = unauthorized("ex1.lab.local");
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let offers: Vec<_> = resp.headers().get_all(WWW_AUTHENTICATE).iter().collect();
         assert_eq!(
-            resp.headers()[WWW_AUTHENTICATE],
-            "Basic realm=\"ex1.lab.local\""
+            offers,
+            ["Basic realm=\"ex1.lab.local\"", "Negotiate", "NTLM"]
         );
     }
 }

@@ -36,7 +36,7 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
         return error(shared, 600, "Invalid Request");
     }
     let basic = auth::credentials(req.headers());
-    let authed = match auth::authenticate(shared, req.headers()).await {
+    let authed = match auth::authenticate(shared, req.headers(), req.extensions()).await {
         Ok(m) => m,
         Err(resp) => return resp,
     };
@@ -213,6 +213,7 @@ mod tests {
             health: Default::default(),
             latency_ms: Default::default(),
             rpc: Default::default(),
+            connections: Default::default(),
         };
         (dir, shared)
     }

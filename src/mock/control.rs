@@ -55,6 +55,7 @@ fn state(shared: &Shared) -> Response<Body> {
         "failed": shared.health.failed(),
         "latency_ms": shared.latency_ms.load(Ordering::Relaxed),
         "rpc": shared.rpc.snapshot(),
+        "connections": shared.connections.load(Ordering::Relaxed),
     });
     response::with_body(StatusCode::OK, response::JSON, body.to_string())
 }

@@ -1,5 +1,6 @@
 //! Exchange Web Services (`POST /EWS/Exchange.asmx`): SOAP 1.1 with HTTP
-//! Basic authentication. Operations: `GetFolder`, `FindItem`, `GetItem`,
+//! Basic authentication or a connection-bound NTLM login; an authenticated
+//! `GET` shows the service page with the WSDL link. Operations: `GetFolder`, `FindItem`, `GetItem`,
 //! `CreateItem` (see the `ews_*` files); any other operation is answered
 //! with `ResponseClass="Error"` and `ErrorInvalidOperation`, and a request
 //! that is not a SOAP envelope with a `soap:Fault` (`ErrorSchemaValidation`,
@@ -14,7 +15,7 @@ use super::request::{read_body, MAX_BODY};
 use super::response::{self, Body};
 use super::server::Shared;
 use super::users::Mailbox;
-use super::xml::{self, Element};
+use super::xml::{self, escape, Element};
 use super::{ews_find, ews_folders, ews_items};
 
 /// Answers `/ews/...`; `path` is lower case.
@@ -22,11 +23,14 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
     if path != "/ews/exchange.asmx" {
         return response::status(StatusCode::NOT_FOUND);
     }
-    let me = match auth::authenticate(shared, req.headers()).await {
+    let me = match auth::authenticate(shared, req.headers(), req.extensions()).await {
         Ok(Some(m)) => m,
         Ok(None) => return auth::unauthorized(&shared.fqdn),
         Err(resp) => return resp,
     };
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return service_page(shared, &me);
+    }
     if req.method() != Method::POST {
         return response::status(StatusCode::METHOD_NOT_ALLOWED);
     }
@@ -60,6 +64,21 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
             )
         }
     }
+}
+
+/// What an authenticated `GET` shows, as Exchange does: the service page
+/// with the WSDL link (naming this server's fqdn) and who is logged in.
+fn service_page(shared: &Shared, me: &Mailbox) -> Response<Body> {
+    let fqdn = escape(&shared.fqdn);
+    let html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Service</title></head>\n\
+         <body><h1>Service</h1>\n<p>You have created a service.</p>\n\
+         <p>To test this service, you will need to create a client and use it to call the service:\n\
+         <a href=\"https://{fqdn}/EWS/Services.wsdl\">https://{fqdn}/EWS/Services.wsdl</a></p>\n\
+         <p>Logged on as {}.</p>\n</body></html>\n",
+        escape(&me.address)
+    );
+    response::with_body(StatusCode::OK, response::HTML, html)
 }
 
 /// The operation element: the first child of the envelope's `Body`.

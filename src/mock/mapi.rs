@@ -1,8 +1,9 @@
 //! MAPI over HTTP, minimal (MS-OXCMAPIHTTP): `POST /mapi/emsmdb/` and
-//! `POST /mapi/nspi/` with HTTP Basic authentication. Every request type
-//! (`X-RequestType`) succeeds: `X-ResponseCode: 0`, the type echoed, and a
-//! body of the `PROCESSING` / `DONE` meta-tags, the `X-ElapsedTime` and
-//! `X-StartTime` additional headers, then a small binary response body
+//! `POST /mapi/nspi/` with HTTP Basic authentication (or a connection-bound
+//! NTLM login). Every request type (`X-RequestType`) succeeds:
+//! `X-ResponseCode: 0`, the type echoed, and a body of the `PROCESSING` /
+//! `DONE` meta-tags, the `X-ElapsedTime` and `X-StartTime` additional
+//! headers, then a small binary response body
 //! (`Connect`, `Execute`, `NotificationWait`, `Bind` in their shapes; a
 //! status, an error code and an empty auxiliary buffer otherwise).
 //! `GET` answers a small page, as Exchange's endpoint does.
@@ -38,7 +39,7 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
         "/mapi/nspi" => "nspi",
         _ => return response::status(StatusCode::NOT_FOUND),
     };
-    let me = match auth::authenticate(shared, req.headers()).await {
+    let me = match auth::authenticate(shared, req.headers(), req.extensions()).await {
         Ok(Some(m)) => m,
         Ok(None) => return auth::unauthorized(&shared.fqdn),
         Err(resp) => return resp,

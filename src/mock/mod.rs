@@ -10,8 +10,15 @@
 //! a key derived from the array's shared key (`--shared-key`), so any
 //! server accepts any other's sessions.
 //!
+//! EWS, Outlook Anywhere, MAPI, Autodiscover, ECP, ActiveSync, OAB and
+//! PowerShell also take a connection-bound NTLM / Negotiate login (three
+//! legs bound to the TCP connection, as IIS does; see `ntlm` for the
+//! messages and their simplified cryptography).
+//!
 //! Every response carries `X-FEServer`, `X-BEServer` and `X-DiagInfo` with
-//! the server's name. `/mock/*` switches (fail or heal one service, add
+//! the server's name, and `X-Mock-Connection` with the number of the TCP
+//! connection that carried it (counted from 1 per process); on a
+//! connection logged in with NTLM, `X-Mock-User` names the mailbox. `/mock/*` switches (fail or heal one service, add
 //! latency, read the state) exist for tests and demos.
 
 use std::io::Write as _;
@@ -21,6 +28,7 @@ use std::path::{Path, PathBuf};
 mod auth;
 mod autodiscover;
 mod clock;
+mod conn_login;
 mod control;
 mod ews;
 mod ews_find;
@@ -31,6 +39,7 @@ mod form;
 mod health;
 mod ids;
 mod mapi;
+pub mod ntlm;
 mod other;
 mod owa;
 mod pem;

@@ -288,6 +288,7 @@ mod tests {
             health: Default::default(),
             latency_ms: Default::default(),
             rpc: Default::default(),
+            connections: Default::default(),
         };
         (dir, shared)
     }

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use super::conn_login::{ConnLogin, Step};
 use super::health::{self, HealthState};
 use super::request::under;
 use super::response::{self, Body};
@@ -49,6 +50,9 @@ pub struct Shared {
     /// Added latency for every non-`/mock` request, milliseconds.
     pub latency_ms: AtomicU64,
     pub rpc: RpcStats,
+    /// Connections accepted so far; each one's number is its
+    /// `X-Mock-Connection`.
+    pub connections: AtomicU64,
 }
 
 /// A bound mock server, not yet serving.
@@ -110,6 +114,7 @@ impl MockServer {
             health: HealthState::default(),
             latency_ms: AtomicU64::new(args.latency_ms),
             rpc: RpcStats::default(),
+            connections: AtomicU64::new(0),
         });
         Ok(MockServer {
             listener,
@@ -171,9 +176,11 @@ async fn serve_connection(
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let _ = stream.set_nodelay(true);
+    let login = ConnLogin::new(shared.connections.fetch_add(1, Ordering::Relaxed) + 1);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+        let login = Arc::clone(&login);
+        async move { Ok::<_, Infallible>(handle(shared, &login, req).await) }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let result = match tls {
@@ -203,8 +210,16 @@ async fn serve_connection(
     }
 }
 
-/// Routes one request and stamps the server headers on the answer.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+/// Routes one request that arrived on the connection `login` tracks, and
+/// stamps the server headers on the answer: `X-FEServer` (and
+/// `X-BEServer`, `X-DiagInfo`), `X-Mock-Connection` with the connection's
+/// number, and `X-Mock-User` with the address the connection logged in as
+/// over NTLM, if it did.
+pub async fn handle(
+    shared: Arc<Shared>,
+    login: &ConnLogin,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_ascii_lowercase();
     let mut resp = if under(&path, "/mock") {
         control::handle(&shared, req.method(), &path, req.uri())
@@ -213,13 +228,22 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Bod
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
-        route(&shared, &path, req).await
+        match login.step(&shared, &path, req).await {
+            Step::Answer(resp) => resp,
+            Step::Route(req) => route(&shared, &path, req).await,
+        }
     };
+    let headers = resp.headers_mut();
     if let Ok(name) = HeaderValue::from_str(&shared.name) {
-        let headers = resp.headers_mut();
         headers.insert("x-feserver", name.clone());
         headers.insert("x-beserver", name.clone());
         headers.insert("x-diaginfo", name);
+    }
+    headers.insert("x-mock-connection", HeaderValue::from(login.id()));
+    if let Some(user) = login.user() {
+        if let Ok(v) = HeaderValue::from_str(&user.address) {
+            headers.insert("x-mock-user", v);
+        }
     }
     resp
 }

@@ -388,6 +388,21 @@ pub fn authenticate(
     logon: &str,
     password: &str,
 ) -> Result<Option<Mailbox>, StoreError> {
+    let Some((mailbox, stored)) = mailbox_password(conn, logon)? else {
+        return Ok(None);
+    };
+    let same =
+        aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), password.as_bytes())
+            .is_ok();
+    Ok(same.then_some(mailbox))
+}
+
+/// The mailbox for a logon name and its password, for challenge-response
+/// logins (NTLM), which need the secret itself.
+pub fn mailbox_password(
+    conn: &Connection,
+    logon: &str,
+) -> Result<Option<(Mailbox, String)>, StoreError> {
     let Some(mailbox) = find_mailbox(conn, logon)? else {
         return Ok(None);
     };
@@ -396,10 +411,7 @@ pub fn authenticate(
         [&mailbox.address],
         |r| r.get(0),
     )?;
-    let same =
-        aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), password.as_bytes())
-            .is_ok();
-    Ok(same.then_some(mailbox))
+    Ok(Some((mailbox, stored)))
 }
 
 /// Total and unread items of a folder.
