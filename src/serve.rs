@@ -95,6 +95,9 @@ impl Server {
 pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     let metrics = Metrics::new().context("cannot register metrics")?;
     let certs = CertStore::load(&cfg.tls).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for name in uncovered_names(&cfg, &certs) {
+        tracing::warn!("no served certificate carries the public name {name}: clients using it get a certificate error");
+    }
     export_cert_expiry(&certs, &metrics);
     let tls_config = tls::server_config(Arc::clone(&certs), &cfg.tls);
     let cfg = Arc::new(cfg);
@@ -300,6 +303,16 @@ fn start_watch(cfg: &Config, tx: mpsc::Sender<()>) -> Option<tls::FileWatcher> {
     }
 }
 
+/// The array's public names that no served certificate carries.
+fn uncovered_names(cfg: &Config, certs: &CertStore) -> Vec<String> {
+    cfg.array
+        .public_names
+        .iter()
+        .filter(|n| !certs.covers(n))
+        .cloned()
+        .collect()
+}
+
 fn export_cert_expiry(certs: &CertStore, metrics: &Metrics) {
     metrics.certificate_expiry.reset();
     for c in certs.served() {
@@ -315,6 +328,14 @@ pub fn check(config_path: &Path) -> anyhow::Result<String> {
     let cfg = config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let certs = CertStore::load(&cfg.tls).map_err(|e| anyhow::anyhow!("{e}"))?;
     let served: Vec<String> = certs.served().into_iter().map(|c| c.name).collect();
+    let uncovered = uncovered_names(&cfg, &certs);
+    if !uncovered.is_empty() {
+        anyhow::bail!(
+            "{}: no certificate carries the public name(s) {} (see `casarray cert show`)",
+            config_path.display(),
+            uncovered.join(", ")
+        );
+    }
     Ok(format!(
         "{}: ok ({} members, {} services, certificates: {})",
         config_path.display(),

@@ -196,6 +196,6 @@ pub struct ServiceConfig {
     pub response_timeout: Duration,
     pub affinity: Affinity,
     /// Rewrite member names in this service's bodies; default true for
-    /// autodiscover and owa, false elsewhere.
+    /// owa, ecp, autodiscover, oab and powershell, false for ews, eas, rpc, mapi.
     pub rewrite: bool,
 }

@@ -59,17 +59,23 @@ const RESPONSE: Duration = Duration::from_secs(120);
 /// | name | prefix | idle | rewrite | 2013 | 2010 |
 /// |---|---|---|---|---|---|
 /// | owa | /owa | 15m | yes | none | cookie |
-/// | ecp | /ecp | 15m | no | none | cookie |
+/// | ecp | /ecp | 15m | yes | none | cookie |
 /// | ews | /EWS | 15m | no | none | cookie |
 /// | eas | /Microsoft-Server-ActiveSync | 15m | no | none | header:authorization |
 /// | autodiscover | /Autodiscover | 15m | yes | none | none |
 /// | rpc | /rpc | 3h | no | none | source-ip |
 /// | mapi | /mapi | 3h | no | none | none |
-/// | oab | /OAB | 15m | no | none | none |
-/// | powershell | /PowerShell | 15m | no | none | source-ip |
+/// | oab | /OAB | 15m | yes | none | none |
+/// | powershell | /PowerShell | 15m | yes | none | source-ip |
 ///
 /// Every health path is `<prefix>/healthcheck.htm`, every response timeout
 /// 120 s.
+///
+/// Body rewriting (member names to the array's) is on for the web and
+/// admin pages and the XML manifests (owa, ecp, autodiscover, oab,
+/// powershell), and off where bodies carry users' mail (ews, eas) or are
+/// binary RPC (rpc, mapi): rewriting a message that mentions a server's name
+/// would change the user's mail. Only `[rewrite] content_types` are touched.
 ///
 /// Why the Exchange 2010 column:
 /// - OWA and ECP: forms-based authentication and the session live on the
@@ -103,7 +109,7 @@ pub fn exchange_profile(profile: Profile) -> Vec<ServiceConfig> {
     };
     vec![
         service("owa", "/owa", IDLE, true, pick(Affinity::Cookie)),
-        service("ecp", "/ecp", IDLE, false, pick(Affinity::Cookie)),
+        service("ecp", "/ecp", IDLE, true, pick(Affinity::Cookie)),
         service("ews", "/EWS", IDLE, false, pick(Affinity::Cookie)),
         service(
             "eas",
@@ -115,12 +121,12 @@ pub fn exchange_profile(profile: Profile) -> Vec<ServiceConfig> {
         service("autodiscover", "/Autodiscover", IDLE, true, Affinity::None),
         service("rpc", "/rpc", IDLE_LONG, false, pick(Affinity::SourceIp)),
         service("mapi", "/mapi", IDLE_LONG, false, Affinity::None),
-        service("oab", "/OAB", IDLE, false, Affinity::None),
+        service("oab", "/OAB", IDLE, true, Affinity::None),
         service(
             "powershell",
             "/PowerShell",
             IDLE,
-            false,
+            true,
             pick(Affinity::SourceIp),
         ),
     ]
@@ -162,7 +168,10 @@ mod tests {
             .filter(|s| s.rewrite)
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(rewritten, ["owa", "autodiscover"]);
+        assert_eq!(
+            rewritten,
+            ["owa", "ecp", "autodiscover", "oab", "powershell"]
+        );
         assert_eq!(find(&s, "rpc").idle_timeout, IDLE_LONG);
         assert_eq!(find(&s, "mapi").idle_timeout, IDLE_LONG);
         assert_eq!(find(&s, "owa").idle_timeout, IDLE);

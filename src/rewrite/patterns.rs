@@ -33,6 +33,10 @@ pub(crate) enum NeedleKind {
     Host,
     /// A bare IPv6 address (`::1`): `:` is part of the token too.
     Ipv6,
+    /// A host name right after a percent-escaped separator (`%2F`, `%3A`,
+    /// `%40`), as in a URL carried in a query string: the three escape
+    /// bytes are kept and the host after them is replaced.
+    Escaped,
 }
 
 /// One text to find, before compilation.
@@ -49,18 +53,24 @@ struct Pattern {
     left_guard: bool,
     right_guard: bool,
     colon_guard: bool,
+    /// Leading bytes of a match written out unchanged (the escape of an
+    /// [`NeedleKind::Escaped`] needle).
+    keep: usize,
 }
 
 impl Pattern {
     fn new(needle: &Needle) -> Self {
         let bytes: Box<[u8]> = needle.text.to_ascii_lowercase().into_bytes().into();
         let v6 = needle.kind == NeedleKind::Ipv6;
+        let escaped = needle.kind == NeedleKind::Escaped;
         let first = bytes.first().copied().unwrap_or(b' ');
         let last = bytes.last().copied().unwrap_or(b' ');
         Self {
-            left_guard: v6 || is_host_byte(first),
+            // An escape is its own boundary: `F` of `%2F` is no host byte.
+            left_guard: !escaped && (v6 || is_host_byte(first)),
             right_guard: v6 || is_host_byte(last),
             colon_guard: v6,
+            keep: if escaped { 3 } else { 0 },
             bytes,
         }
     }
@@ -197,7 +207,7 @@ impl Matcher {
     /// The length of the match at `data[pos]`, if any. `before` is the byte
     /// before `data[0]` (`None`: the start of the text). Bytes missing past
     /// the end of `data` count as the end of the text.
-    fn match_at(&self, data: &[u8], pos: usize, before: Option<u8>) -> Option<usize> {
+    fn match_at(&self, data: &[u8], pos: usize, before: Option<u8>) -> Option<(usize, usize)> {
         let prev = match pos.checked_sub(1) {
             Some(i) => data.get(i).copied(),
             None => before,
@@ -213,7 +223,7 @@ impl Matcher {
                 && p.left_ok(prev)
                 && p.right_ok(data.get(end..).unwrap_or_default())
             {
-                return Some(p.bytes.len());
+                return Some((p.bytes.len(), p.keep));
             }
         }
         None
@@ -245,8 +255,8 @@ impl Matcher {
                 }
             }
             match self.match_at(data, pos, before) {
-                Some(len) => {
-                    out.extend_from_slice(&data[copied..pos]);
+                Some((len, keep)) => {
+                    out.extend_from_slice(&data[copied..pos + keep]);
                     out.extend_from_slice(&self.replacement);
                     pos += len;
                     copied = pos;

@@ -58,6 +58,13 @@ impl RewritePlan {
                     text: host.clone(),
                     kind: NeedleKind::Host,
                 });
+                // `https%3A%2F%2Fex1.lab.local%2Fowa` in a redirect's query.
+                for escape in ["%2f", "%3a", "%40"] {
+                    needles.push(Needle {
+                        text: format!("{escape}{host}"),
+                        kind: NeedleKind::Escaped,
+                    });
+                }
                 hosts.push(host);
             }
             needles.push(Needle {
@@ -179,6 +186,26 @@ pub(crate) mod tests {
                 ("DB02".into(), None),
             ],
         )
+    }
+
+    #[test]
+    fn rewrites_hosts_inside_percent_escaped_urls() {
+        let plan = lab_plan();
+        let mut out = BytesMut::new();
+        let text =
+            b"/owa/auth/logon.aspx?url=https%3A%2F%2Fex1.lab.local%2Fowa%2F&u=a%40EX1&reason=0";
+        assert_eq!(plan.rewrite(text, &mut out), 2);
+        assert_eq!(
+            &out[..],
+            &b"/owa/auth/logon.aspx?url=https%3A%2F%2Fmail.lab.com%2Fowa%2F&u=a%40mail.lab.com&reason=0"[..]
+        );
+        assert!(!names_member(&plan, &out));
+        // Not after any other escape or letter.
+        let mut out = BytesMut::new();
+        assert_eq!(
+            plan.rewrite(b"%2Bex1.lab.local xex1.lab.local", &mut out),
+            0
+        );
     }
 
     #[test]

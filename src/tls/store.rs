@@ -75,6 +75,13 @@ impl CertStore {
         self.current.load().served.clone()
     }
 
+    /// Whether some served certificate carries `name` (exactly or by a
+    /// wildcard): clients that use a name no certificate carries get a
+    /// certificate error.
+    pub fn covers(&self, name: &str) -> bool {
+        self.current.load().names.lookup(name).is_some()
+    }
+
     /// The certificate for a client that asked for `server_name` (SNI):
     /// the one carrying that name, else the default.
     pub fn select(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {

@@ -38,7 +38,12 @@ impl RoundRobin {
                 return Some(m);
             }
         }
-        None
+        // Concurrent requests took turns in between ours, so our turns may
+        // all have landed on ineligible members: look at every slot once.
+        let start = self.cursor.load(Ordering::Relaxed);
+        (0..n)
+            .map(|k| self.slots[start.wrapping_add(k) % n])
+            .find(|&m| !tried.contains(&m) && eligible(m))
     }
 }
 
@@ -93,6 +98,22 @@ mod tests {
         assert_eq!(rr.pick(|_| true, &[0, 1]), None);
         assert_eq!(rr.pick(|_| false, &[]), None);
         assert_eq!(RoundRobin::new(&[]).pick(|_| true, &[]), None);
+    }
+
+    #[test]
+    fn concurrent_turns_never_hide_an_eligible_member() {
+        // Half the members are out; many threads pick at once. Every pick
+        // must find one of the others, however the turns interleave.
+        let rr = std::sync::Arc::new(RoundRobin::new(&[1, 1]));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let rr = std::sync::Arc::clone(&rr);
+                std::thread::spawn(move || (0..20_000).all(|_| rr.pick(|m| m == 1, &[]) == Some(1)))
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap());
+        }
     }
 
     #[test]
