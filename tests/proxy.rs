@@ -418,7 +418,15 @@ async fn concurrent_clients_see_no_error_when_a_member_dies() {
 }
 
 /// Two mock servers and the array in front, all up.
-async fn mock_array(extra: &str) -> (tempfile::TempDir, Vec<(Proc, std::net::SocketAddr)>, Proc, ArrayAddrs, Client) {
+async fn mock_array(
+    extra: &str,
+) -> (
+    tempfile::TempDir,
+    Vec<(Proc, std::net::SocketAddr)>,
+    Proc,
+    ArrayAddrs,
+    Client,
+) {
     let dir = tempdir();
     let certs = make_certs(dir.path());
     let store = dir.path().join("store");
@@ -426,7 +434,11 @@ async fn mock_array(extra: &str) -> (tempfile::TempDir, Vec<(Proc, std::net::Soc
     let m1 = spawn_mock("EX1", &store, &[]);
     let m2 = spawn_mock("EX2", &store, &[]);
     let config = dir.path().join("casarray.toml");
-    std::fs::write(&config, config_toml(&certs, &[("EX1", m1.1), ("EX2", m2.1)], extra)).unwrap();
+    std::fs::write(
+        &config,
+        config_toml(&certs, &[("EX1", m1.1), ("EX2", m2.1)], extra),
+    )
+    .unwrap();
     let (array, addrs) = spawn_array(&config);
     let client = Client::h1(addrs.https, &certs.ca_pem);
     wait_until("both members up", Duration::from_secs(20), || async {
@@ -459,9 +471,8 @@ async fn rpc_in_data_of_1_gib_streams_through_with_flat_memory() {
         })
     };
     let chunk = bytes::Bytes::from(vec![0x5a_u8; CHUNK]);
-    let frames = futures_util::stream::iter(0..(GIB as usize / CHUNK)).map(move |_| {
-        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(chunk.clone()))
-    });
+    let frames = futures_util::stream::iter(0..(GIB as usize / CHUNK))
+        .map(move |_| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(chunk.clone())));
     let body = http_body_util::StreamBody::new(frames);
     let req = http::Request::builder()
         .method("RPC_IN_DATA")
@@ -487,7 +498,10 @@ async fn rpc_in_data_of_1_gib_streams_through_with_flat_memory() {
         .await
         .unwrap()
         .to_bytes();
-    assert_eq!(String::from_utf8_lossy(&body).trim(), format!("bytes={GIB}"));
+    assert_eq!(
+        String::from_utf8_lossy(&body).trim(),
+        format!("bytes={GIB}")
+    );
     println!(
         "RPC_IN_DATA 1 GiB in {elapsed:?} ({:.0} MiB/s); array RSS {baseline} KiB before, peak {peak} KiB",
         1024.0 / elapsed.as_secs_f64()
@@ -518,7 +532,9 @@ async fn rpc_out_data_streams_to_the_client() {
 async fn sigterm_lets_in_flight_requests_finish() {
     let (_dir, mocks, mut array, addrs, client) = mock_array("").await;
     for (_, addr) in &mocks {
-        let (status, _) = http_send(*addr, "POST", "/mock/latency?ms=1500", "", &[]).await.unwrap();
+        let (status, _) = http_send(*addr, "POST", "/mock/latency?ms=1500", "", &[])
+            .await
+            .unwrap();
         assert_eq!(status, 200);
     }
     let mut conns = Vec::new();
@@ -550,5 +566,8 @@ async fn sigterm_lets_in_flight_requests_finish() {
         .wait_exit(Duration::from_secs(30))
         .expect("array exits after draining");
     assert!(status.success(), "{status:?}");
-    assert!(client.connect().await.is_err(), "no new connections after stop");
+    assert!(
+        client.connect().await.is_err(),
+        "no new connections after stop"
+    );
 }
