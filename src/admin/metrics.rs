@@ -4,10 +4,16 @@
 //! sets are bounded by the config (services, members, status codes);
 //! paths and client addresses are never labels.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use super::process::ProcessCollector;
+use crate::config::ServiceConfig;
+use crate::upstream::Upstreams;
 
 /// Latency buckets in seconds: 100 µs to 5 min, so sub-millisecond proxy
 /// overhead and hours-long streams both resolve.
@@ -50,8 +56,16 @@ pub struct Metrics {
     pub certificate_expiry: IntGaugeVec,
     /// `casarray_rewrites_total{service}`: member names replaced.
     pub rewrites: IntCounterVec,
-    /// `casarray_member_in_flight{member}`: requests and streams in flight.
+    /// `casarray_member_in_flight{member}`: requests and streams in flight;
+    /// set from the members' live state at each scrape.
     pub member_in_flight: IntGaugeVec,
+    /// `casarray_affinity_moves_total{service}`: clients moved off their
+    /// sticky member because it was unhealthy or draining.
+    pub affinity_moves: IntCounterVec,
+    /// `casarray_member_draining{member}`: 1 while drained (admin API).
+    pub member_draining: IntGaugeVec,
+    /// Serialises scrapes: each resets and refills the member series.
+    scrape: Arc<Mutex<()>>,
 }
 
 impl Metrics {
@@ -150,6 +164,13 @@ impl Metrics {
             ),
             &["member"],
         )?;
+        let member_draining = IntGaugeVec::new(
+            Opts::new(
+                "casarray_member_draining",
+                "1 while the member is drained: it gets no new request.",
+            ),
+            &["member"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(member_up.clone()))?;
@@ -165,6 +186,16 @@ impl Metrics {
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(rewrites.clone()))?;
         registry.register(Box::new(member_in_flight.clone()))?;
+        let affinity_moves = IntCounterVec::new(
+            Opts::new(
+                "casarray_affinity_moves_total",
+                "Clients moved off their sticky member because it was unhealthy or draining.",
+            ),
+            &["service"],
+        )?;
+        registry.register(Box::new(affinity_moves.clone()))?;
+        registry.register(Box::new(member_draining.clone()))?;
+        registry.register(Box::new(ProcessCollector::new()?))?;
         Ok(Metrics {
             registry,
             requests,
@@ -182,6 +213,9 @@ impl Metrics {
             certificate_expiry,
             rewrites,
             member_in_flight,
+            affinity_moves,
+            member_draining,
+            scrape: Arc::new(Mutex::new(())),
         })
     }
 
@@ -192,6 +226,37 @@ impl Metrics {
 
     /// Everything in the Prometheus text format.
     pub fn render(&self) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        self.encode()
+    }
+
+    /// Everything in the Prometheus text format, with the per-member series
+    /// (`member_up`, `member_in_flight`, `member_draining`) first set from
+    /// the live state of `upstreams`, whose services are `services`. Members
+    /// no longer configured disappear from those series.
+    pub fn render_with_members(&self, upstreams: &Upstreams, services: &[ServiceConfig]) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        self.member_up.reset();
+        self.member_in_flight.reset();
+        self.member_draining.reset();
+        for b in upstreams.backends() {
+            let in_flight = i64::try_from(b.state.in_flight()).unwrap_or(i64::MAX);
+            self.member_in_flight
+                .with_label_values(&[&b.name])
+                .set(in_flight);
+            self.member_draining
+                .with_label_values(&[&b.name])
+                .set(i64::from(b.state.is_draining()));
+            for (s, svc) in services.iter().enumerate() {
+                self.member_up
+                    .with_label_values(&[&b.name, &svc.name])
+                    .set(i64::from(b.cell(s).is_up()));
+            }
+        }
+        self.encode()
+    }
+
+    fn encode(&self) -> String {
         let mut out = Vec::with_capacity(16 * 1024);
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
@@ -235,5 +300,60 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_are_registered() {
+        let text = Metrics::new().unwrap().render();
+        for line in [
+            "# TYPE casarray_process_resident_memory_bytes gauge",
+            "# TYPE casarray_process_open_fds gauge",
+            "# TYPE casarray_process_cpu_seconds_total counter",
+            "# TYPE casarray_process_start_time_seconds gauge",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn member_series_follow_the_live_members() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bundle.pem"), "x").unwrap();
+        let two = "[array]\nname = \"a\"\nfqdn = \"mail.lab.com\"\n\
+                   [listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"bundle.pem\"\n\
+                   [[member]]\nname = \"EX1\"\naddress = \"127.0.0.1:9001\"\n\
+                   [[member]]\nname = \"EX2\"\naddress = \"127.0.0.1:9002\"\n";
+        let path = dir.path().join("casarray.toml");
+        let cfg = crate::config::parse(two, &path).unwrap();
+        let registry = crate::upstream::member::Registry::new();
+        let upstreams = Upstreams::build(&cfg, &registry).unwrap();
+        let m = Metrics::new().unwrap();
+        upstreams.backends()[1].state.set_draining(true);
+        let _guard = upstreams.backends()[0].state.begin_request();
+        let text = m.render_with_members(&upstreams, &cfg.services);
+        assert!(
+            text.contains("casarray_member_in_flight{member=\"EX1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("casarray_member_draining{member=\"EX2\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("casarray_member_up{member=\"EX2\",service=\"owa\"} 1"),
+            "{text}"
+        );
+
+        // EX2 leaves the config: its series go with it.
+        let one = two.split("[[member]]\nname = \"EX2\"").next().unwrap();
+        let cfg = crate::config::parse(one, &path).unwrap();
+        let upstreams = Upstreams::build(&cfg, &registry).unwrap();
+        let text = m.render_with_members(&upstreams, &cfg.services);
+        assert!(!text.contains("member=\"EX2\""), "{text}");
+        assert!(
+            text.contains("casarray_member_in_flight{member=\"EX1\"} 1"),
+            "{text}"
+        );
     }
 }

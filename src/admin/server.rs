@@ -1,139 +1,91 @@
-//! The admin listener: `/healthz`, `/metrics` and the JSON API of DESIGN.md.
+//! The admin listener: `/healthz`, `/metrics` and the JSON API of DESIGN.md
+//! (routes in [`super::routes`]).
 //!
 //! It reads the same live state as the forwarding path (the current
 //! snapshot, the member cells), so what it says is what the array does.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::context::Admin;
+use super::routes;
 use crate::proxy::listener::Shared;
 
-/// Serves the admin API until `stop` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// How long a client may take to send a request head: 10 s.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the admin API on `listener` until `stop` turns true.
+///
+/// `admin` must have been opened ([`Admin::open`]) and applied to the
+/// first snapshot before traffic starts.
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    admin: Arc<Admin>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             _ = stop.changed() => return,
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!("admin accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
         let shared = Arc::clone(&shared);
+        let admin = Arc::clone(&admin);
+        let builder = builder.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(route(&shared, req)) }
+                let admin = Arc::clone(&admin);
+                async move {
+                    let snap = shared.snapshot.load_full();
+                    Ok::<_, Infallible>(
+                        routes::handle(snap, &shared.metrics, &admin, peer, req).await,
+                    )
+                }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
+            if let Err(e) = builder
                 .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .await
+            {
+                tracing::debug!(%peer, "admin connection ended with an error: {e}");
+            }
         });
     }
 }
 
-fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    match (req.method(), path) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/metrics") => {
-            let mut r = Response::new(Full::new(Bytes::from(shared.metrics.render())));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
+/// Serves the admin API, opening [`Admin`] from the current config first.
+///
+/// Transitional, for a caller that does not open [`Admin`] itself: errors
+/// that should stop the start (a corrupt state file, a bad token, an exposed
+/// listener without a token) can only be logged here, and the admin API is
+/// then not served. Prefer `Admin::open` before binding, then [`run`].
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let snap = shared.snapshot.load_full();
+    match Admin::open(&snap.cfg) {
+        Ok(admin) => {
+            admin.apply(&snap.upstreams);
+            run(listener, shared, Arc::new(admin), stop).await;
         }
-        (&Method::GET, "/api/array") => {
-            let snap = shared.snapshot.load();
-            let a = &snap.cfg.array;
-            let members: Vec<&str> = snap.cfg.members.iter().map(|m| m.name.as_str()).collect();
-            json_response(&json!({
-                "name": a.name, "fqdn": a.fqdn, "site": a.site,
-                "public_names": a.public_names, "members": members,
-            }))
-        }
-        (&Method::GET, "/api/members") => json_response(&members_json(shared)),
-        (&Method::GET, "/api/databases") => {
-            let snap = shared.snapshot.load();
-            let dbs: Vec<_> = snap
-                .cfg
-                .databases
-                .iter()
-                .map(|d| json!({"name": d.name, "rpc_client_access_server": d.rpc_client_access_server}))
-                .collect();
-            json_response(&serde_json::Value::Array(dbs))
-        }
-        _ => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
+        Err(e) => tracing::error!("the admin API is not served: {e}"),
     }
-}
-
-/// `GET /api/members`: every member with its health per service.
-pub fn members_json(shared: &Shared) -> serde_json::Value {
-    let snap = shared.snapshot.load();
-    let list: Vec<_> = snap
-        .upstreams
-        .backends()
-        .iter()
-        .map(|b| {
-            let mut services = serde_json::Map::new();
-            let mut checks = serde_json::Map::new();
-            for (s, svc) in snap.cfg.services.iter().enumerate() {
-                let cell = b.cell(s);
-                services.insert(svc.name.clone(), json!(cell.is_up()));
-                if let Some((at, ok, detail)) = cell.last_check() {
-                    checks.insert(
-                        svc.name.clone(),
-                        json!({"at_unix_ms": at, "ok": ok, "detail": detail}),
-                    );
-                }
-            }
-            let healthy = (0..snap.cfg.services.len()).all(|s| b.cell(s).is_up());
-            json!({
-                "name": b.name,
-                "address": b.address.to_string(),
-                "fqdn": b.fqdn,
-                "state": if b.state.is_draining() { "draining" } else { "active" },
-                "healthy": healthy,
-                "in_flight": b.state.in_flight(),
-                "services": services,
-                "last_checks": checks,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(list)
-}
-
-fn json_response(v: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
