@@ -812,7 +812,6 @@ async fn kill9_with_posts_at_the_replay_limit() {
 /// One member down and out, many concurrent clients: every request goes to
 /// the member left, none is told 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: RoundRobin::pick gives up after n shared turns, spurious 503 under concurrency, see report"]
 async fn one_member_out_never_gives_503_to_concurrent_clients() {
     let mut a = FakeMember::start("A").await;
     let b = FakeMember::start("B").await;
@@ -836,7 +835,6 @@ async fn one_member_out_never_gives_503_to_concurrent_clients() {
 /// Members going away and coming back in turn (never both at once): the
 /// clients never notice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: spurious 503s from the RoundRobin::pick race while one member is out, see report"]
 async fn flapping_members_cost_clients_nothing() {
     let mut a = FakeMember::start("A").await;
     let mut b = FakeMember::start("B").await;

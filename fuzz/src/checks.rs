@@ -292,18 +292,29 @@ fn snapshot() -> &'static Snapshot {
 /// `Some(true)`: one of the array's names or an IP literal; `Some(false)`:
 /// a well-formed other name; `None`: not a well-formed host.
 fn reference_host(host: &str) -> Option<bool> {
-    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if let Some(rest) = host.strip_prefix('[') {
+    // A port is 1 to 5 digits that fit in 16 bits.
+    let port_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok();
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         let (v6, after) = rest.split_once(']')?;
-        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(digits);
-        return (port_ok && v6.parse::<std::net::Ipv6Addr>().is_ok()).then_some(true);
-    }
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if digits(port) => name,
-        _ => host,
+        let port = match after {
+            "" => None,
+            a => Some(a.strip_prefix(':').filter(|p| port_ok(p))?),
+        };
+        let ip: IpAddr = v6.parse::<std::net::Ipv6Addr>().ok()?.into();
+        return Some(ip == LOCAL.ip() && port.is_none_or(|p| p == LOCAL.port().to_string()));
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) => {
+                if !port_ok(port) {
+                    return None;
+                }
+                (name, Some(port))
+            }
+            None => (host, None),
+        }
     };
-    if name.parse::<IpAddr>().is_ok() {
-        return Some(true);
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Some(ip == LOCAL.ip() && port.is_none_or(|p| p.parse::<u16>().ok() == Some(LOCAL.port())));
     }
     let bare = name.strip_suffix('.').unwrap_or(name);
     if NAMES.iter().any(|n| n.eq_ignore_ascii_case(bare)) {
@@ -315,6 +326,10 @@ fn reference_host(host: &str) -> Option<bool> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     well_formed.then_some(false)
 }
+
+/// The array's address the fuzzed requests arrive on.
+const LOCAL: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 443);
 
 /// The request head checks: line 1 of the input is a path for the router,
 /// line 2 a Host for the host check, the rest `name: value` header lines
@@ -392,10 +407,10 @@ fn check_route(path: &str) {
 
 fn check_host(host: &str) {
     let snap = snapshot();
-    let accepted = snap.accepts_host(host);
+    let accepted = snap.accepts_host(host, LOCAL);
     assert_eq!(
         accepted,
-        snap.accepts_host(&host.to_ascii_uppercase()),
+        snap.accepts_host(&host.to_ascii_uppercase(), LOCAL),
         "case: {host:?}"
     );
     match reference_host(host) {

@@ -25,6 +25,8 @@ pub struct Pinned {
 /// Per client connection state.
 pub struct ConnCtx {
     pub peer: SocketAddr,
+    /// The array's address the client connected to.
+    pub local: SocketAddr,
     /// The client speaks HTTP/2: NTLM is refused with HTTP_1_1_REQUIRED.
     pub h2: bool,
     /// Set once `pinned` holds a connection: the common path checks this
@@ -37,9 +39,10 @@ pub struct ConnCtx {
 }
 
 impl ConnCtx {
-    pub fn new(peer: SocketAddr, h2: bool) -> Self {
+    pub fn new(peer: SocketAddr, local: SocketAddr, h2: bool) -> Self {
         ConnCtx {
             peer,
+            local,
             h2,
             is_pinned: AtomicBool::new(false),
             pinned: tokio::sync::Mutex::new(None),

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
+use http::header;
 use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -34,6 +34,7 @@ use super::respond;
 use super::router::Route;
 use super::snapshot::{ServiceRt, Snapshot};
 use super::sticky;
+use super::validate;
 use crate::admin::Metrics;
 use crate::rewrite;
 use crate::upstream::health::error_chain;
@@ -79,17 +80,20 @@ pub async fn handle(
         );
         return Ok(local(metrics, log, "none", "none", resp));
     }
-    let Some(host) = request_host(&req) else {
-        let resp = respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request: no Host\n");
-        return Ok(local(metrics, log, "none", "none", resp));
+    let host = match validate::host(&req, |h| snap.accepts_host(h, ctx.local))
+        .and_then(|host| validate::path(req.uri().path()).map(|()| host))
+    {
+        Ok(host) => host,
+        Err(refusal) => {
+            return Ok(local(
+                metrics,
+                log,
+                "none",
+                "none",
+                respond::plain(refusal.status, refusal.why),
+            ));
+        }
     };
-    if !host.to_str().is_ok_and(|h| snap.accepts_host(h)) {
-        let resp = respond::plain(
-            StatusCode::MISDIRECTED_REQUEST,
-            "421 Misdirected Request: this array does not serve that host name\n",
-        );
-        return Ok(local(metrics, log, "none", "none", resp));
-    }
     let s = match snap.router.route(req.uri().path()) {
         Route::Service(s) => s,
         Route::Root => return Ok(local(metrics, log, "none", "none", respond::to_owa())),
@@ -533,16 +537,6 @@ fn local(
         log.emit();
     }
     resp
-}
-
-/// The public host of a request: Host on HTTP/1.1, :authority on HTTP/2.
-fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    if let Some(h) = req.headers().get(header::HOST) {
-        return Some(h.clone());
-    }
-    req.uri()
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
 fn upstream_uri(authority: &http::uri::Authority, pq: &PathAndQuery) -> Uri {

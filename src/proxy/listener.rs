@@ -84,6 +84,9 @@ async fn serve_connection(
     watcher: Watcher,
 ) {
     let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let snap = shared.snapshot.load_full();
     let acceptor = TlsAcceptor::from(shared.tls.load_full());
     let started = Instant::now();
@@ -108,7 +111,7 @@ async fn serve_connection(
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let io = TokioIo::new(tls);
     let svc_shared = Arc::clone(shared);
-    let ctx = Arc::new(ConnCtx::new(peer, h2));
+    let ctx = Arc::new(ConnCtx::new(peer, local, h2));
     let service = service_fn(move |req| {
         let shared = Arc::clone(&svc_shared);
         let ctx = Arc::clone(&ctx);

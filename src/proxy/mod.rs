@@ -13,5 +13,6 @@ pub mod respond;
 pub mod router;
 pub mod snapshot;
 pub mod sticky;
+pub mod validate;
 
 pub use body::{BoxError, ProxyBody};

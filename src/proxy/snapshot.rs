@@ -129,33 +129,44 @@ impl Snapshot {
     }
 
     /// Whether `host` (a Host header or :authority, port allowed) names the
-    /// array. IP literals are accepted: they cannot route anywhere else.
-    pub fn accepts_host(&self, host: &str) -> bool {
-        let name = strip_port(host);
-        if name.parse::<std::net::IpAddr>().is_ok()
-            || name
-                .strip_prefix('[')
-                .and_then(|n| n.strip_suffix(']'))
-                .is_some_and(|n| n.parse::<std::net::Ipv6Addr>().is_ok())
-        {
-            return true;
+    /// array: one of its names, or the very address the client connected
+    /// to (`local`), as clients that connect by IP write it.
+    pub fn accepts_host(&self, host: &str, local: std::net::SocketAddr) -> bool {
+        let Some((name, port)) = split_host(host) else {
+            return false;
+        };
+        let literal = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name);
+        if let Ok(ip) = literal.parse::<std::net::IpAddr>() {
+            return ip == local.ip() && port.is_none_or(|p| p == local.port());
         }
         let name = name.strip_suffix('.').unwrap_or(name);
         self.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 }
 
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
+/// `host` as name and port; `None` when what follows the name is not `:`
+/// and a port number.
+fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
+    let (name, rest) = if host.starts_with('[') {
+        let end = host.find(']')?;
+        (&host[..=end], &host[end + 1..])
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, _)) => (name, &host[name.len()..]),
+            None => (host, ""),
+        }
+    };
+    if rest.is_empty() {
+        return Some((name, None));
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
+    let port = rest.strip_prefix(':')?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    port.parse::<u16>().ok().map(|p| (name, Some(p)))
 }
 
 /// HTTP/1.1 and HTTP/2 settings for client connections.
@@ -184,10 +195,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ports_are_stripped() {
-        assert_eq!(strip_port("mail.lab.com:8443"), "mail.lab.com");
-        assert_eq!(strip_port("mail.lab.com"), "mail.lab.com");
-        assert_eq!(strip_port("[::1]:443"), "[::1]");
-        assert_eq!(strip_port("127.0.0.1:1"), "127.0.0.1");
+    fn hosts_split_into_name_and_port() {
+        assert_eq!(
+            split_host("mail.lab.com:8443"),
+            Some(("mail.lab.com", Some(8443)))
+        );
+        assert_eq!(split_host("mail.lab.com"), Some(("mail.lab.com", None)));
+        assert_eq!(split_host("[::1]:443"), Some(("[::1]", Some(443))));
+        assert_eq!(split_host("[::1]"), Some(("[::1]", None)));
+        assert_eq!(split_host("127.0.0.1:1"), Some(("127.0.0.1", Some(1))));
+        assert_eq!(split_host("[::1]evil.com"), None);
+        assert_eq!(split_host("mail.lab.com:https"), None);
+        assert_eq!(split_host("mail.lab.com:"), None);
+        assert_eq!(split_host("mail.lab.com:99999"), None);
+        assert_eq!(split_host("[::1"), None);
     }
 }
