@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use casarray::{directory, lab, mock, serve, tls};
+use casarray::{admin, directory, lab, mock, serve, tls};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +53,8 @@ enum Command {
     /// Get-MailboxDatabase / Set-MailboxDatabase -RpcClientAccessServer.
     #[command(subcommand)]
     Database(directory::DatabaseCommand),
+    /// The running array's members × services health table, from its admin API.
+    Status(admin::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Cert(cmd) => tls::cli::run(cmd),
         Command::Array(cmd) => directory::run_array(cmd),
         Command::Database(cmd) => directory::run_database(cmd),
+        Command::Status(args) => admin::status::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

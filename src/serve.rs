@@ -55,6 +55,7 @@ struct Running {
     registry: Registry,
     shared: Arc<Shared>,
     health: HealthChecks,
+    admin: Arc<admin::Admin>,
 }
 
 /// Serves `cfg` until SIGTERM or SIGINT.
@@ -93,6 +94,9 @@ impl Server {
 /// `signals`, SIGHUP reloads and SIGTERM/SIGINT stop it; either way a
 /// change of the config or certificate files reloads.
 pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
+    // Before anything listens: an exposed admin listener without a token, a
+    // bad token file or a corrupt admin state file stop the start here.
+    let admin_state = Arc::new(admin::Admin::open(&cfg)?);
     let metrics = Metrics::new().context("cannot register metrics")?;
     let certs = CertStore::load(&cfg.tls).map_err(|e| anyhow::anyhow!("{e}"))?;
     for name in uncovered_names(&cfg, &certs) {
@@ -103,6 +107,8 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     let cfg = Arc::new(cfg);
     let registry = Registry::new();
     let snap = Snapshot::build(Arc::clone(&cfg), &registry, &metrics)?;
+    // Drained members stay drained across restarts: before any traffic.
+    admin_state.apply(&snap.upstreams);
     let health = HealthChecks::start(&cfg, &snap.upstreams, &metrics);
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
@@ -132,7 +138,12 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         Arc::clone(&graceful),
         halt_rx.clone(),
     ));
-    let admin_task = tokio::spawn(admin::serve(admin_listener, Arc::clone(&shared), halt_rx));
+    let admin_task = tokio::spawn(admin::run(
+        admin_listener,
+        Arc::clone(&shared),
+        Arc::clone(&admin_state),
+        halt_rx,
+    ));
     tracing::info!(https = %bound.https, admin = %bound.admin, array = %cfg.array.fqdn, "serving");
 
     let running = Running {
@@ -142,6 +153,7 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         registry,
         shared,
         health,
+        admin: admin_state,
     };
     let listeners = Listeners {
         halt: halt_tx,
@@ -149,7 +161,20 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         admin: admin_task,
         graceful,
     };
-    let task = tokio::spawn(supervise(running, signals, stop_rx, listeners));
+    // Signal handlers and the file watch exist before `start` returns: a
+    // SIGHUP, SIGTERM or config change right after readiness is never lost.
+    let (reload_tx, reload_rx) = mpsc::channel::<()>(1);
+    let watcher = start_watch(&running.cfg, reload_tx.clone());
+    let events = Events {
+        hup: signal_stream(signals, SignalKind::hangup())?,
+        term: signal_stream(signals, SignalKind::terminate())?,
+        int: signal_stream(signals, SignalKind::interrupt())?,
+        reload_tx,
+        reload_rx,
+        watcher,
+        stop_rx,
+    };
+    let task = tokio::spawn(supervise(running, events, listeners));
     Ok(Server {
         bound,
         stop: stop_tx,
@@ -161,15 +186,18 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
 /// stops accepting and drains.
 async fn supervise(
     mut running: Running,
-    signals: bool,
-    mut stop_rx: watch::Receiver<bool>,
+    events: Events,
     listeners: Listeners,
 ) -> anyhow::Result<()> {
-    let (reload_tx, mut reload_rx) = mpsc::channel::<()>(1);
-    let mut watcher = start_watch(&running.cfg, reload_tx.clone());
-    let mut hup = signal_stream(signals, SignalKind::hangup())?;
-    let mut term = signal_stream(signals, SignalKind::terminate())?;
-    let mut int = signal_stream(signals, SignalKind::interrupt())?;
+    let Events {
+        mut hup,
+        mut term,
+        mut int,
+        reload_tx,
+        mut reload_rx,
+        mut watcher,
+        mut stop_rx,
+    } = events;
     loop {
         tokio::select! {
             Some(()) = next_signal(&mut hup) => {
@@ -206,6 +234,17 @@ async fn supervise(
     }
     listeners.admin.abort();
     Ok(())
+}
+
+/// What the supervisor waits on.
+struct Events {
+    hup: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    reload_tx: mpsc::Sender<()>,
+    reload_rx: mpsc::Receiver<()>,
+    watcher: Option<tls::FileWatcher>,
+    stop_rx: watch::Receiver<bool>,
 }
 
 /// The listener tasks of a running array.
@@ -273,6 +312,8 @@ impl Running {
         }
         let new = Arc::new(new);
         let snap = Snapshot::build(Arc::clone(&new), &self.registry, &self.shared.metrics)?;
+        // The token file is read again; drain state applies to the new members.
+        self.admin.reload(&new, &snap.upstreams)?;
         // Start the new checkers before the old ones stop, so health keeps
         // being watched; the cells they write are shared.
         let health = HealthChecks::start(&new, &snap.upstreams, &self.shared.metrics);
@@ -327,6 +368,7 @@ fn export_cert_expiry(certs: &CertStore, metrics: &Metrics) {
 pub fn check(config_path: &Path) -> anyhow::Result<String> {
     let cfg = config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let certs = CertStore::load(&cfg.tls).map_err(|e| anyhow::anyhow!("{e}"))?;
+    admin::Admin::open(&cfg)?;
     let served: Vec<String> = certs.served().into_iter().map(|c| c.name).collect();
     let uncovered = uncovered_names(&cfg, &certs);
     if !uncovered.is_empty() {

@@ -673,7 +673,6 @@ fn serve_fails(config: &std::path::Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the serve.rs hook (Admin::open before binding)"]
 async fn a_corrupt_state_file_is_a_clear_startup_error() {
     let dir = tempdir();
     let certs = make_certs(dir.path());
@@ -693,7 +692,6 @@ async fn a_corrupt_state_file_is_a_clear_startup_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the serve.rs hook (Admin::open before binding)"]
 async fn an_exposed_admin_listener_without_a_token_is_a_startup_error() {
     let dir = tempdir();
     let certs = make_certs(dir.path());
@@ -764,7 +762,6 @@ async fn status_prints_the_members_by_services_table() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs main.rs to wire `casarray status`"]
 async fn status_command_prints_the_table() {
     let a = echo_array(WITH_TOKEN).await;
     let admin = a.addrs.admin;
