@@ -288,7 +288,7 @@ fn hits(hay: &[u8], needle: &str) -> Vec<String> {
         }
         let before = at.checked_sub(1).map(|i| hay[i]);
         let after = hay.get(at + needle.len()).copied();
-        let edge = |b: Option<u8>| b.map_or(true, |b| !is_name_byte(b));
+        let edge = |b: Option<u8>| b.is_none_or(|b| !is_name_byte(b));
         // `x.EX1` and `EX1.other.example` are other hosts (`ex1.lab.local`
         // is a needle of its own); `EX1.` ending a sentence is the member.
         let longer = after == Some(b'.')

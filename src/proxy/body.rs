@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 
 use super::access::AccessRecord;
 use crate::upstream::member::InFlight;
+use crate::upstream::Upstreams;
 
 /// Errors of bodies, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,14 +28,32 @@ pub fn full(text: impl Into<Bytes>) -> ProxyBody {
         .boxed_unsync()
 }
 
+/// Takes a member out of a service when its answer's body fails midway
+/// (the member closed, reset or went quiet): the next clients must not meet
+/// it before a probe says it is back.
+pub struct Ejector {
+    pub upstreams: Arc<Upstreams>,
+    pub member: usize,
+    pub service: usize,
+}
+
+/// What a response body carries until it ends.
+pub struct Tracking {
+    pub guard: InFlight,
+    pub log: Option<Box<AccessRecord>>,
+    pub eject: Ejector,
+}
+
 pin_project! {
     /// A response body that counts as in flight on its member until it ends
-    /// or the client goes away, and writes the access log line then.
+    /// or the client goes away, writes the access log line then, and ejects
+    /// the member if the body fails.
     pub struct Guarded<B> {
         #[pin]
         inner: B,
         guard: Option<InFlight>,
         log: Option<Box<AccessRecord>>,
+        eject: Option<Ejector>,
     }
 
     impl<B> PinnedDrop for Guarded<B> {
@@ -48,16 +67,21 @@ pin_project! {
 }
 
 impl<B> Guarded<B> {
-    pub fn new(inner: B, guard: InFlight, log: Option<Box<AccessRecord>>) -> Self {
+    pub fn new(inner: B, tracking: Tracking) -> Self {
         Guarded {
             inner,
-            guard: Some(guard),
-            log,
+            guard: Some(tracking.guard),
+            log: tracking.log,
+            eject: Some(tracking.eject),
         }
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for Guarded<B> {
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
     type Data = Bytes;
     type Error = B::Error;
 
@@ -73,7 +97,17 @@ impl<B: Body<Data = Bytes>> Body for Guarded<B> {
                     log.bytes_out += data.len() as u64;
                 }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(ej) = this.eject.take() {
+                    ej.upstreams
+                        .eject(ej.member, ej.service, &format!("answer body failed: {e}"));
+                }
+                this.guard.take();
+                if let Some(log) = this.log.take() {
+                    log.emit();
+                }
+            }
+            Poll::Ready(None) => {
                 this.guard.take();
                 if let Some(log) = this.log.take() {
                     log.emit();

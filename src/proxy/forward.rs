@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::access::AccessRecord;
-use super::body::{Counted, Guarded, ProxyBody};
+use super::body::{Counted, Ejector, Guarded, ProxyBody, Tracking};
 use super::conn::{self, ConnCtx, ConnError, Pinned};
 use super::headers::{add_forwarded, strip_hop_by_hop};
 use super::idle::IdleTimeout;
@@ -218,16 +218,7 @@ async fn forward_pooled(
                         != Some(backend.token.as_str()))
                 .then(|| sticky::set_cookie(&svc.cookie_name, &backend.token))
                 .flatten();
-                let mut resp = answer(
-                    snap,
-                    metrics,
-                    svc,
-                    resp,
-                    &backend.name,
-                    guard,
-                    attempts,
-                    out,
-                );
+                let mut resp = answer(snap, metrics, (m, s), resp, guard, attempts, out);
                 if let Some(c) = set_cookie {
                     resp.headers_mut().append(header::SET_COOKIE, c);
                 }
@@ -237,20 +228,15 @@ async fn forward_pooled(
                 let failure = classify(&e);
                 let why = error_chain(&e);
                 match failure {
-                    Failure::Connect => upstreams.eject_all(m, &why, metrics),
-                    Failure::Member => upstreams.eject(m, s, &why, metrics),
+                    Failure::Connect => upstreams.eject_all(m, &why),
+                    Failure::Member => upstreams.eject(m, s, &why),
                     _ => {}
                 }
                 tracing::debug!(member = %backend.name, service = %svc.name, "attempt failed: {why}");
                 failure
             }
             Err(_) => {
-                upstreams.eject(
-                    m,
-                    s,
-                    "no response within the service's response timeout",
-                    metrics,
-                );
+                upstreams.eject(m, s, "no response within the service's response timeout");
                 Failure::Timeout
             }
         };
@@ -294,7 +280,7 @@ async fn forward_pinned(
         return Err(ConnError::PinnedGone);
     }
     if slot.is_none() {
-        match pin_member(snap, metrics, ctx, s).await {
+        match pin_member(snap, ctx, s).await {
             Some(pinned) => {
                 *slot = Some(pinned);
                 ctx.set_pinned(true);
@@ -331,33 +317,19 @@ async fn forward_pinned(
     match tokio::time::timeout(svc.response_timeout, sent).await {
         Ok(Ok(resp)) => {
             drop(slot);
-            Ok(answer(
-                snap,
-                metrics,
-                svc,
-                resp,
-                &backend.name,
-                guard,
-                1,
-                out,
-            ))
+            Ok(answer(snap, metrics, (m, s), resp, guard, 1, out))
         }
         Ok(Err(e)) => {
             let why = error_chain(&e);
             if !e.is_user() {
-                upstreams.eject(m, s, &why, metrics);
+                upstreams.eject(m, s, &why);
             }
             *slot = None;
             tracing::info!(member = %backend.name, "pinned backend connection failed, closing the client connection: {why}");
             Err(ConnError::PinnedGone)
         }
         Err(_) => {
-            upstreams.eject(
-                m,
-                s,
-                "no response within the service's response timeout",
-                metrics,
-            );
+            upstreams.eject(m, s, "no response within the service's response timeout");
             *slot = None;
             Err(ConnError::PinnedGone)
         }
@@ -367,7 +339,7 @@ async fn forward_pinned(
 /// A dedicated connection to a member for a connection-bound login: the
 /// member that challenged, else the service's usual choice; members that
 /// refuse are taken out and the next is tried.
-async fn pin_member(snap: &Snapshot, metrics: &Metrics, ctx: &ConnCtx, s: usize) -> Option<Pinned> {
+async fn pin_member(snap: &Snapshot, ctx: &ConnCtx, s: usize) -> Option<Pinned> {
     let upstreams = &snap.upstreams;
     let preferred = ctx
         .ntlm_member()
@@ -385,11 +357,11 @@ async fn pin_member(snap: &Snapshot, metrics: &Metrics, ctx: &ConnCtx, s: usize)
         let stream = match tokio::time::timeout(snap.cfg.proxy.connect_timeout, connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
-                upstreams.eject_all(m, &format!("connect failed: {e}"), metrics);
+                upstreams.eject_all(m, &format!("connect failed: {e}"));
                 continue;
             }
             Err(_) => {
-                upstreams.eject_all(m, "connect timed out", metrics);
+                upstreams.eject_all(m, "connect timed out");
                 continue;
             }
         };
@@ -398,7 +370,7 @@ async fn pin_member(snap: &Snapshot, metrics: &Metrics, ctx: &ConnCtx, s: usize)
             match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
                 Ok(pair) => pair,
                 Err(e) => {
-                    upstreams.eject(m, s, &format!("handshake failed: {e}"), metrics);
+                    upstreams.eject(m, s, &format!("handshake failed: {e}"));
                     continue;
                 }
             };
@@ -433,18 +405,19 @@ fn upstream_request(
     up
 }
 
-/// Counts, logs and converts a member's answer.
-#[allow(clippy::too_many_arguments)]
+/// Counts, logs and converts the answer of member `at.0` for service `at.1`.
 fn answer(
     snap: &Snapshot,
     metrics: &Metrics,
-    svc: &ServiceRt,
+    at: (usize, usize),
     resp: Response<Incoming>,
-    member: &str,
     guard: crate::upstream::member::InFlight,
     attempts: usize,
     out: Outgoing,
 ) -> Response<ProxyBody> {
+    let (m, s) = at;
+    let svc = &snap.services[s];
+    let member = &snap.upstreams.backends()[m].name;
     metrics
         .requests
         .with_label_values(&[&svc.name, member, resp.status().as_str()])
@@ -453,11 +426,20 @@ fn answer(
     let mut log = out.log;
     if let Some(log) = log.as_mut() {
         log.service.clone_from(&svc.name);
-        member.clone_into(&mut log.member);
+        log.member.clone_from(member);
         log.status = resp.status().as_u16();
         log.retries = attempts as u32 - 1;
     }
-    respond_from_member(snap, svc, resp, member, guard, log)
+    let tracking = Tracking {
+        guard,
+        log,
+        eject: Ejector {
+            upstreams: Arc::clone(&snap.upstreams),
+            member: m,
+            service: s,
+        },
+    };
+    respond_from_member(snap, svc, resp, member, tracking)
 }
 
 fn failure_answer(failure: &Failure) -> Response<ProxyBody> {
@@ -483,8 +465,7 @@ fn respond_from_member(
     svc: &ServiceRt,
     resp: Response<Incoming>,
     member: &str,
-    guard: crate::upstream::member::InFlight,
-    log: Option<Box<AccessRecord>>,
+    tracking: Tracking,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -510,9 +491,9 @@ fn respond_from_member(
         } else {
             rewrite::RewriteBody::generic(body, plan, counter)
         };
-        Guarded::new(rewritten, guard, log).boxed_unsync()
+        Guarded::new(rewritten, tracking).boxed_unsync()
     } else {
-        Guarded::new(body, guard, log).boxed_unsync()
+        Guarded::new(body, tracking).boxed_unsync()
     };
     Response::from_parts(parts, body)
 }

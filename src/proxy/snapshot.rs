@@ -59,7 +59,7 @@ impl Snapshot {
         registry: &Registry,
         metrics: &Metrics,
     ) -> Result<Self, UpstreamError> {
-        let upstreams = Arc::new(Upstreams::build(&cfg, registry)?);
+        let upstreams = Arc::new(Upstreams::build(&cfg, registry)?.with_metrics(metrics));
         let router = Router::new(&cfg.services);
         let services = cfg
             .services

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What a state change of a (member, service) pair was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +27,16 @@ pub struct HealthCell {
     up: AtomicBool,
     /// Consecutive results: > 0 successes, < 0 failures.
     streak: AtomicI64,
-    /// Set by a passive mark-down: the next good probe brings the pair back
-    /// at once, without waiting for `rise` successes.
+    /// Set by a passive mark-down: the next good probe after the ejection
+    /// window brings the pair back at once, without waiting for `rise`
+    /// successes.
     passive_down: AtomicBool,
+    /// Passive ejections in a row (see [`HealthCell::mark_down_passive`]).
+    ejections: AtomicU32,
+    /// Unix ms before which a passively ejected pair stays out.
+    ejected_until_ms: AtomicI64,
+    /// Unix ms of the last passive ejection.
+    last_ejection_ms: AtomicI64,
     last_check_unix_ms: AtomicI64,
     last_ok: AtomicBool,
     last_detail: Mutex<String>,
@@ -50,6 +57,9 @@ impl HealthCell {
             up: AtomicBool::new(true),
             streak: AtomicI64::new(0),
             passive_down: AtomicBool::new(false),
+            ejections: AtomicU32::new(0),
+            ejected_until_ms: AtomicI64::new(0),
+            last_ejection_ms: AtomicI64::new(0),
             last_check_unix_ms: AtomicI64::new(0),
             last_ok: AtomicBool::new(false),
             last_detail: Mutex::new(String::from("not checked yet")),
@@ -93,6 +103,11 @@ impl HealthCell {
         let was_up = self.is_up();
         if ok && !was_up {
             let passive = self.passive_down.load(Ordering::Relaxed);
+            if passive && unix_ms() < self.ejected_until_ms.load(Ordering::Relaxed) {
+                // Still inside its ejection window: a member that fails
+                // requests behind a passing health check stays out.
+                return None;
+            }
             if passive || streak >= i64::from(rise) {
                 self.passive_down.store(false, Ordering::Relaxed);
                 self.up.store(true, Ordering::Relaxed);
@@ -106,8 +121,29 @@ impl HealthCell {
     }
 
     /// Marks the pair down at once after a failure on the forwarding path.
-    /// Returns true when this call took it down.
-    pub fn mark_down_passive(&self) -> bool {
+    /// It stays out for an ejection window, then the next good probe brings
+    /// it back. The window is `base` (the health interval) for a first
+    /// ejection and doubles with each ejection that follows within twice the
+    /// previous window (up to 5 min), so a member that fails requests behind
+    /// a passing health check is tried less and less often, while a member
+    /// that failed once comes back after one probe. Returns true when this
+    /// call took the pair down.
+    pub fn mark_down_passive(&self, base: Duration) -> bool {
+        let now = unix_ms();
+        let base_ms = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);
+        let last = self.last_ejection_ms.swap(now, Ordering::Relaxed);
+        let previous = self.ejections.load(Ordering::Relaxed);
+        let previous_window = window_ms(base_ms, previous);
+        let count = if previous > 0 && now - last <= previous_window.saturating_mul(2) {
+            previous.saturating_add(1)
+        } else {
+            1
+        };
+        self.ejections.store(count, Ordering::Relaxed);
+        self.ejected_until_ms.store(
+            now.saturating_add(window_ms(base_ms, count)),
+            Ordering::Relaxed,
+        );
         self.passive_down.store(true, Ordering::Relaxed);
         self.streak.store(0, Ordering::Relaxed);
         self.up.swap(false, Ordering::Relaxed)
@@ -126,6 +162,16 @@ impl HealthCell {
             .clone();
         Some((at, self.last_ok.load(Ordering::Relaxed), detail))
     }
+}
+
+/// The ejection window after `count` ejections in a row: `base`, doubled
+/// for each one after the first, at most 5 min.
+fn window_ms(base_ms: i64, count: u32) -> i64 {
+    const MAX_MS: i64 = 5 * 60 * 1000;
+    let doublings = count.saturating_sub(1).min(20);
+    base_ms
+        .saturating_mul(1 << doublings)
+        .min(MAX_MS.max(base_ms))
 }
 
 fn unix_ms() -> i64 {
@@ -247,13 +293,27 @@ mod tests {
     #[test]
     fn passive_down_comes_back_on_the_next_good_probe() {
         let cell = HealthCell::new();
-        assert!(cell.mark_down_passive());
-        assert!(!cell.mark_down_passive());
+        assert!(cell.mark_down_passive(Duration::ZERO));
+        assert!(!cell.mark_down_passive(Duration::ZERO));
         assert!(!cell.is_up());
         assert_eq!(
             cell.record_probe(true, String::new(), 5, 2),
             Some(Transition::WentUp)
         );
+    }
+
+    #[test]
+    fn repeated_ejections_keep_the_pair_out_longer() {
+        let cell = HealthCell::new();
+        assert!(cell.mark_down_passive(Duration::from_secs(60)));
+        // Inside the window a good probe does not bring it back.
+        assert_eq!(cell.record_probe(true, String::new(), 1, 1), None);
+        assert!(!cell.is_up());
+        assert_eq!(window_ms(1000, 1), 1000);
+        assert_eq!(window_ms(1000, 2), 2000);
+        assert_eq!(window_ms(1000, 4), 8000);
+        assert_eq!(window_ms(1000, 30), 300_000);
+        assert_eq!(window_ms(600_000, 1), 600_000);
     }
 
     #[test]

@@ -51,11 +51,15 @@ impl Backend {
 }
 
 /// The members of one config and a turn order per service.
-#[derive(Debug)]
 pub struct Upstreams {
     backends: Box<[Backend]>,
     service_names: Box<[String]>,
     turns: Box<[RoundRobin]>,
+    /// Where ejections are counted (`casarray_member_up`,
+    /// `casarray_passive_ejections_total`); none in unit tests.
+    metrics: Option<Metrics>,
+    /// The first passive ejection window (the health interval).
+    health_interval: std::time::Duration,
 }
 
 /// Why building the upstreams failed.
@@ -63,6 +67,15 @@ pub struct Upstreams {
 pub enum UpstreamError {
     #[error("member {name}: address {address} cannot be used as a URI authority")]
     BadAuthority { name: String, address: SocketAddr },
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams")
+            .field("backends", &self.backends)
+            .field("services", &self.service_names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upstreams {
@@ -107,7 +120,15 @@ impl Upstreams {
             backends: backends.into_boxed_slice(),
             service_names: cfg.services.iter().map(|s| s.name.clone()).collect(),
             turns,
+            metrics: None,
+            health_interval: cfg.health.interval,
         })
+    }
+
+    /// Counts ejections in `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
     }
 
     pub fn backends(&self) -> &[Backend] {
@@ -160,29 +181,32 @@ impl Upstreams {
     }
 
     /// Takes member `m` out of service `s` after a failure on the forwarding
-    /// path; the next good probe brings it back.
-    pub fn eject(&self, m: usize, s: usize, reason: &str, metrics: &Metrics) {
+    /// path; the next good probe after its ejection window (one health
+    /// interval, doubling for repeated ejections) brings it back.
+    pub fn eject(&self, m: usize, s: usize, reason: &str) {
         let (Some(b), Some(service)) = (self.backends.get(m), self.service_names.get(s)) else {
             return;
         };
-        if b.cells[s].mark_down_passive() {
+        if b.cells[s].mark_down_passive(self.health_interval) {
             tracing::warn!(member = %b.name, service = %service, "member down for service (passive): {reason}");
-            metrics
-                .member_up
-                .with_label_values(&[&b.name, service])
-                .set(0);
-            metrics
-                .passive_ejections
-                .with_label_values(&[&b.name, service])
-                .inc();
+            if let Some(metrics) = &self.metrics {
+                metrics
+                    .member_up
+                    .with_label_values(&[&b.name, service])
+                    .set(0);
+                metrics
+                    .passive_ejections
+                    .with_label_values(&[&b.name, service])
+                    .inc();
+            }
         }
     }
 
     /// Takes member `m` out of every service: its address refused a
     /// connection, which no service on it can survive.
-    pub fn eject_all(&self, m: usize, reason: &str, metrics: &Metrics) {
+    pub fn eject_all(&self, m: usize, reason: &str) {
         for s in 0..self.service_names.len() {
-            self.eject(m, s, reason, metrics);
+            self.eject(m, s, reason);
         }
     }
 }
