@@ -8,6 +8,7 @@
 //! `mock` (the mock mailbox server) and `lab` (the one-command lab).
 
 pub mod admin;
+mod atomic_file;
 pub mod config;
 pub mod directory;
 pub mod lab;

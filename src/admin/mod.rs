@@ -12,7 +12,6 @@
 //! 4. [`Admin::reload`] on every reload (token read again, drain state
 //!    applied to the new snapshot's members).
 
-mod atomic;
 mod context;
 mod error;
 pub mod metrics;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::atomic::replace_file;
+use crate::atomic_file::write_private_atomically as replace_file;
 use crate::upstream::Upstreams;
 
 /// The version this build writes and reads.

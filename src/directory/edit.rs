@@ -10,8 +10,8 @@ use std::sync::{Mutex, PoisonError};
 
 use toml_edit::DocumentMut;
 
-use super::atomic::write_atomically;
 use super::error::DirectoryError;
+use crate::atomic_file::write_atomically;
 use crate::config;
 
 /// Serialises this process's edits (the admin API may edit while a CLI

@@ -14,7 +14,6 @@
 //! its config file).
 
 mod array_new;
-mod atomic;
 mod databases;
 mod edit;
 mod error;

@@ -13,6 +13,17 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Writes `contents` to `path` atomically. A symlink is followed (its target
 /// is replaced); an existing file's permissions are kept.
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write(path, contents, false)
+}
+
+/// Like [`write_atomically`], but the new file is private to its owner
+/// (0600) whatever the old one was: for state that says which members are
+/// out of service, keys and tokens.
+pub(crate) fn write_private_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write(path, contents, true)
+}
+
+fn write(path: &Path, contents: &[u8], private: bool) -> io::Result<()> {
     let target = match fs::canonicalize(path) {
         Ok(p) => p,
         Err(e) if e.kind() == io::ErrorKind::NotFound => path.to_path_buf(),
@@ -31,7 +42,7 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = write_then_rename(&tmp, &target, &dir, contents);
+    let result = write_then_rename(&tmp, &target, &dir, contents, private);
     if result.is_err() {
         // Best effort: the temporary file is ours and useless now.
         let _ = fs::remove_file(&tmp);
@@ -39,10 +50,24 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     result
 }
 
-fn write_then_rename(tmp: &Path, target: &Path, dir: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(tmp)?;
-    if let Ok(meta) = fs::metadata(target) {
-        file.set_permissions(meta.permissions())?;
+fn write_then_rename(
+    tmp: &Path,
+    target: &Path,
+    dir: &Path,
+    contents: &[u8],
+    private: bool,
+) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(tmp)?;
+    if !private {
+        if let Ok(meta) = fs::metadata(target) {
+            file.set_permissions(meta.permissions())?;
+        }
     }
     file.write_all(contents)?;
     file.sync_all()?;
@@ -54,6 +79,19 @@ fn write_then_rename(tmp: &Path, target: &Path, dir: &Path, contents: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_files_are_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, "old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private_atomically(&path, b"new").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 
     #[test]
     fn replaces_and_leaves_no_temporary_file() {
