@@ -10,14 +10,9 @@
 # address (slower, also checks the C code of aws-lc and SQLite) or none
 # (the default: the targets are safe Rust). Corpora grow in
 # fuzz/corpus/<target>/ (ignored by git), seeded from fuzz/seeds/<target>/.
-# A crash leaves its input in fuzz/artifacts/<target>/: keep it, once
-# understood, in fuzz/regressions/<target>/ (fixed: checked by
-# tests/abuse.rs on every `cargo test`) or fuzz/open/<target>/ (not fixed
-# yet: checked by an ignored test there), and the script exits 1.
-#
-# Findings already reported and not fixed yet are skipped while fuzzing
-# (CASARRAY_FUZZ_SKIP_OPEN=1, see fuzz/src/checks.rs), so that a run finds
-# something new; set CASARRAY_FUZZ_SKIP_OPEN= to fuzz them too.
+# A crash leaves its input in fuzz/artifacts/<target>/ and the script exits
+# 1: fix the cause, then keep the input in fuzz/regressions/<target>/, where
+# tests/abuse.rs checks it on every `cargo test`.
 set -euo pipefail
 
 cd "$(dirname "$0")/../fuzz"
@@ -28,7 +23,6 @@ if [ ${#targets[@]} -eq 0 ]; then
     targets=(config_parse rewrite_chunks request_head)
 fi
 sanitizer="${FUZZ_SANITIZER:-none}"
-export CASARRAY_FUZZ_SKIP_OPEN="${CASARRAY_FUZZ_SKIP_OPEN-1}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "cargo-fuzz is missing: cargo install cargo-fuzz" >&2

@@ -1343,12 +1343,3 @@ fn fuzz_inputs_pass_the_fuzz_checks() {
     println!("{ran} fuzz inputs checked");
     assert!(ran > 0, "no fuzz inputs found under fuzz/");
 }
-
-/// Crashes the fuzzers found that are not fixed yet (fuzz/open/<target>/):
-/// when this passes, move them to fuzz/regressions/ and drop the `ignore`.
-#[test]
-#[ignore = "fails: open fuzz findings (fuzz/open/), see report"]
-fn open_fuzz_findings_pass_the_fuzz_checks() {
-    let ran = run_fuzz_inputs(&["open"]);
-    println!("{ran} open fuzz findings checked");
-}
