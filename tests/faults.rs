@@ -343,6 +343,11 @@ struct Lab {
 /// An array in front of `members` (name, address, weight), with
 /// [`SERVICES`] and `extra` config.
 fn lab(members: &[(&str, SocketAddr, u32)], extra: &str) -> Lab {
+    lab_with(members, SERVICES, extra)
+}
+
+/// [`lab`] with other `[[service]]` tables.
+fn lab_with(members: &[(&str, SocketAddr, u32)], services: &str, extra: &str) -> Lab {
     let dir = tempdir();
     let certs = make_certs(dir.path());
     let mut text = config_toml(&certs, &[], "");
@@ -350,7 +355,7 @@ fn lab(members: &[(&str, SocketAddr, u32)], extra: &str) -> Lab {
         text.push_str(&member_toml(name, *addr));
         text.push_str(&format!("weight = {weight}\n\n"));
     }
-    text.push_str(SERVICES);
+    text.push_str(services);
     text.push_str(extra);
     let config = dir.path().join("casarray.toml");
     std::fs::write(&config, text).unwrap();
@@ -640,49 +645,88 @@ async fn member_stalling_in_the_body_is_cut_after_the_idle_timeout() {
 
 /// A member whose health check passes while its service hangs (Exchange's
 /// healthcheck.htm is served by IIS even when the application pool behind
-/// it is stuck) must stay out after it was caught, not come back with the
-/// next good probe and catch another client every probe interval.
+/// it is stuck) must not come back with every good probe and catch clients
+/// every probe interval: its re-admissions back off (or it stays out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn member_hanging_behind_a_passing_health_check_stays_out() {
+async fn member_hanging_behind_a_passing_health_check_is_readmitted_ever_more_rarely() {
     const CLIENTS: usize = 4;
+    const RUN: Duration = Duration::from_secs(8);
+    // A short response timeout makes each round short: without back-off,
+    // a round every ~0.5 s (timeout plus one 200 ms probe interval).
+    const TIMEOUT: Duration = Duration::from_millis(300);
     let bad = FakeMember::start("BAD").await;
     let good = FakeMember::start("GOOD").await;
-    let lab = lab(&[("BAD", bad.addr, 1), ("GOOD", good.addr, 1)], "");
+    let services =
+        "\n[[service]]\nname = \"ews\"\nprefix = \"/ews\"\nresponse_timeout = \"300ms\"\n";
+    let lab = lab_with(
+        &[("BAD", bad.addr, 1), ("GOOD", good.addr, 1)],
+        services,
+        "",
+    );
     wait_up(lab.addrs.admin, &["BAD", "GOOD"], "ews").await;
     bad.set_mode(Mode::Hang, false);
-    // 6 s of traffic: 30 probe rounds of BAD at the 200 ms interval of the
-    // test config, each of which would re-admit it.
-    let until = Instant::now() + Duration::from_secs(6);
+    let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let client = lab.client.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = None;
-            let mut out = Vec::new();
+            // (completion time, status) of every failed request.
+            let mut failed = Vec::new();
+            let mut n = 0;
             for i in 0..100_000 {
-                if Instant::now() > until {
+                if start.elapsed() > RUN {
                     break;
                 }
                 let path = format!("/ews/x?c={c}&i={i}");
                 let req = get(&path);
-                out.push(timed(&client, &mut conn, &path, req, Duration::from_secs(30)).await);
-                // An ordinary client's pace, so every probe round shows.
+                let o = timed(&client, &mut conn, &path, req, Duration::from_secs(30)).await;
+                n += 1;
+                if o.status() != Some(200) {
+                    failed.push((start.elapsed(), o.status()));
+                }
+                // An ordinary client's pace, so every re-admission shows.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            out
+            (n, failed)
         }));
     }
-    let mut outcomes = Vec::new();
+    let mut total = 0;
+    let mut failed = Vec::new();
     for t in tasks {
-        outcomes.extend(t.await.unwrap());
+        let (n, f) = t.await.unwrap();
+        total += n;
+        failed.extend(f);
     }
-    let failed = statuses(&outcomes);
-    println!("{} requests, failed: {failed:?}", outcomes.len());
+    failed.sort();
     assert!(
-        failed.len() <= 2 * CLIENTS,
-        "{} requests met the hanging member: it kept coming back",
-        failed.len()
+        failed.iter().all(|(_, s)| *s == Some(504)),
+        "only 504s: {failed:?}"
     );
+    // Rounds: failures closer than the response timeout belong together
+    // (clients that met BAD during one stay of it).
+    let mut rounds: Vec<Duration> = Vec::new();
+    let mut last: Option<Duration> = None;
+    for (at, _) in &failed {
+        if last.is_none_or(|l| *at > l + TIMEOUT) {
+            rounds.push(*at);
+        }
+        last = Some(*at);
+    }
+    let gaps: Vec<Duration> = rounds.windows(2).map(|w| w[1] - w[0]).collect();
+    println!(
+        "{total} requests, {} failed in {} rounds at {rounds:?} (gaps {gaps:?})",
+        failed.len(),
+        rounds.len()
+    );
+    if let (Some(first), Some(last)) = (gaps.first(), gaps.last()) {
+        if gaps.len() >= 2 {
+            assert!(
+                *last >= *first * 5 / 2,
+                "BAD keeps coming back at the same pace: rounds at {rounds:?}"
+            );
+        }
+    }
 }
 
 /// A body up to the replay limit that met a member closing the connection
