@@ -21,11 +21,12 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 const NAMES: [&str; 2] = ["mail.lab.com", "autodiscover.lab.com"];
 
 /// A directory holding the files a config may name (`mail.crt`,
-/// `mail.key`, `admin.token`), made once per process; its config path.
+/// `mail.key`, `admin.token`: only their existence is checked), shared by
+/// every run so that none leaves a directory behind; its config path.
 fn config_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("casarray-fuzz-{}", std::process::id()));
+        let dir = std::env::temp_dir().join("casarray-fuzz-config");
         std::fs::create_dir_all(&dir).expect("temp dir for the fuzz config");
         for f in ["mail.crt", "mail.key", "admin.token"] {
             std::fs::write(dir.join(f), b"not read by config::parse\n").expect("fuzz config file");
