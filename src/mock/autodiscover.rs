@@ -204,18 +204,7 @@ mod tests {
     use super::*;
 
     fn shared() -> (tempfile::TempDir, Shared) {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = Shared {
-            name: "EX1".into(),
-            fqdn: "ex1.lab.local".into(),
-            store: store::Store::open(dir.path()).unwrap(),
-            sealer: super::super::session::Sealer::ephemeral().unwrap(),
-            health: Default::default(),
-            latency_ms: Default::default(),
-            rpc: Default::default(),
-            connections: Default::default(),
-        };
-        (dir, shared)
+        Shared::for_tests()
     }
 
     #[test]

@@ -55,6 +55,25 @@ pub struct Shared {
     pub connections: AtomicU64,
 }
 
+#[cfg(test)]
+impl Shared {
+    /// A server EX1 (ex1.lab.local) on a fresh store, for unit tests.
+    pub(crate) fn for_tests() -> (tempfile::TempDir, Shared) {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared {
+            name: "EX1".into(),
+            fqdn: "ex1.lab.local".into(),
+            store: super::store::Store::open(dir.path()).unwrap(),
+            sealer: super::session::Sealer::ephemeral().unwrap(),
+            health: Default::default(),
+            latency_ms: Default::default(),
+            rpc: Default::default(),
+            connections: Default::default(),
+        };
+        (dir, shared)
+    }
+}
+
 /// A bound mock server, not yet serving.
 pub struct MockServer {
     listener: TcpListener,
