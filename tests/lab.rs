@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 
-use support::{http_send, member_up, metric, wait_until, Client, Resp, BIN, FQDN};
+use support::{build, header, http_send, member_up, metric, text, wait_until, Client, Resp, BIN};
 
 /// How long a lab may take to say it is up (it starts 3 processes and makes
 /// keys on its first run; CI is slow): 90 s.
@@ -357,34 +357,6 @@ fn lab_dir() -> (tempfile::TempDir, PathBuf) {
 }
 
 // ---- requests ----------------------------------------------------------
-
-fn build(
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", FQDN);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    b.body(Full::new(body.into())).expect("request")
-}
-
-fn text(resp: &Resp) -> String {
-    String::from_utf8_lossy(resp.body()).into_owned()
-}
-
-fn header(resp: &Resp, name: &str) -> String {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
 
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;

@@ -118,34 +118,6 @@ fn database_set(config: &Path, selector: &[&str], server: &str) {
 
 // ---- requests ----------------------------------------------------------
 
-fn build(
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> Request<Full<Bytes>> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", FQDN);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    b.body(Full::new(body.into())).expect("request")
-}
-
-fn text(resp: &Resp) -> String {
-    String::from_utf8_lossy(resp.body()).into_owned()
-}
-
-fn header(resp: &Resp, name: &str) -> String {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn basic(user: (&str, &str)) -> String {
     use base64::Engine as _;
     let raw = format!("{}:{}", user.0, user.1);

@@ -30,20 +30,17 @@ pub fn host<B>(req: &Request<B>, accepts: impl Fn(&str) -> bool) -> Result<Heade
         return Err(bad("400 Bad Request: more than one Host header\n"));
     }
     let authority = req.uri().authority().map(|a| a.as_str());
-    let named: Vec<&str> = match (host, authority) {
-        (Some(h), Some(a)) => {
-            let h = h
-                .to_str()
-                .map_err(|_| bad("400 Bad Request: bad Host header\n"))?;
-            vec![h, a]
-        }
-        (Some(h), None) => vec![h
-            .to_str()
-            .map_err(|_| bad("400 Bad Request: bad Host header\n"))?],
-        (None, Some(a)) => vec![a],
-        (None, None) => return Err(bad("400 Bad Request: no Host\n")),
+    let host_text = match host {
+        Some(h) => Some(
+            h.to_str()
+                .map_err(|_| bad("400 Bad Request: bad Host header\n"))?,
+        ),
+        None => None,
     };
-    for name in &named {
+    if host_text.is_none() && authority.is_none() {
+        return Err(bad("400 Bad Request: no Host\n"));
+    }
+    for name in [host_text, authority].into_iter().flatten() {
         if name.is_empty() || name.contains('@') {
             return Err(bad("400 Bad Request: bad Host\n"));
         }
@@ -56,7 +53,8 @@ pub fn host<B>(req: &Request<B>, accepts: impl Fn(&str) -> bool) -> Result<Heade
     }
     match host {
         Some(h) => Ok(h.clone()),
-        None => HeaderValue::from_str(named[0]).map_err(|_| bad("400 Bad Request: bad Host\n")),
+        None => HeaderValue::from_str(authority.unwrap_or_default())
+            .map_err(|_| bad("400 Bad Request: bad Host\n")),
     }
 }
 
@@ -64,6 +62,10 @@ pub fn host<B>(req: &Request<B>, accepts: impl Fn(&str) -> bool) -> Result<Heade
 /// between `/` or `\`), no NUL, every `%` followed by two hex digits.
 pub fn path(path: &str) -> Result<(), Refusal> {
     let bytes = path.as_bytes();
+    if !bytes.contains(&b'%') {
+        // Nothing escaped (the common case): check in place, no copy.
+        return check_decoded(bytes);
+    }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -81,6 +83,10 @@ pub fn path(path: &str) -> Result<(), Refusal> {
             i += 1;
         }
     }
+    check_decoded(&decoded)
+}
+
+fn check_decoded(decoded: &[u8]) -> Result<(), Refusal> {
     if decoded.contains(&0) {
         return Err(bad("400 Bad Request: NUL in the path\n"));
     }

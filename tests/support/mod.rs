@@ -373,6 +373,37 @@ pub fn request(method: &str, path: &str, body: impl Into<Bytes>) -> Request<Full
         .unwrap()
 }
 
+/// A request with the array's Host, extra headers and a body.
+pub fn build(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", FQDN);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(body.into())).expect("request")
+}
+
+/// A response body as text.
+pub fn text(resp: &Resp) -> String {
+    String::from_utf8_lossy(resp.body()).into_owned()
+}
+
+/// A response header as text ("" when absent).
+pub fn header(resp: &Resp, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Plain HTTP/1.1 GET to a plain-HTTP address (admin API, mock servers).
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     http_send(addr, "GET", path, "", &[]).await
