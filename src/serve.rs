@@ -106,7 +106,7 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     let tls_config = tls::server_config(Arc::clone(&certs), &cfg.tls);
     let cfg = Arc::new(cfg);
     let registry = Registry::new();
-    let snap = Snapshot::build(Arc::clone(&cfg), &registry, &metrics)?;
+    let snap = Snapshot::build(Arc::clone(&cfg), &registry, &metrics, None)?;
     // Drained members stay drained across restarts: before any traffic.
     admin_state.apply(&snap.upstreams);
     let health = HealthChecks::start(&cfg, &snap.upstreams, &metrics);
@@ -182,6 +182,10 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     })
 }
 
+/// How often idle member connections past `proxy.pool_idle_timeout` are
+/// closed (requests never reuse them in any case).
+const POOL_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reloads on SIGHUP and file changes; on SIGTERM, SIGINT or a stop request,
 /// stops accepting and drains.
 async fn supervise(
@@ -198,8 +202,11 @@ async fn supervise(
         mut watcher,
         mut stop_rx,
     } = events;
+    let mut sweep = tokio::time::interval(POOL_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = sweep.tick() => running.shared.snapshot.load().sweep_pools(),
             Some(()) = next_signal(&mut hup) => {
                 tracing::info!("SIGHUP: reloading");
                 if running.reload() {
@@ -311,7 +318,13 @@ impl Running {
                 .store(tls::server_config(Arc::clone(&self.certs), &new.tls));
         }
         let new = Arc::new(new);
-        let snap = Snapshot::build(Arc::clone(&new), &self.registry, &self.shared.metrics)?;
+        let old = self.shared.snapshot.load();
+        let snap = Snapshot::build(
+            Arc::clone(&new),
+            &self.registry,
+            &self.shared.metrics,
+            Some(&old),
+        )?;
         // The token file is read again; drain state applies to the new members.
         self.admin.reload(&new, &snap.upstreams)?;
         // Start the new checkers before the old ones stop, so health keeps

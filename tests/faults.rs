@@ -46,6 +46,9 @@ enum Mode {
     Garbage,
     /// Reads the whole request, then closes without a byte of answer.
     ReadBodyThenClose,
+    /// Answers the first request of a connection; closes the connection
+    /// without answering at the second (its keep-alive ran out just then).
+    AnswerOncePerConnection,
 }
 
 impl Mode {
@@ -58,6 +61,7 @@ impl Mode {
             5 => Mode::StallBody,
             6 => Mode::Garbage,
             7 => Mode::ReadBodyThenClose,
+            8 => Mode::AnswerOncePerConnection,
             _ => Mode::Normal,
         }
     }
@@ -243,7 +247,7 @@ async fn serve_fake(stream: TcpStream, st: Arc<FakeState>) {
     let mut io = BufReader::new(stream);
     // One request per round; a keep-alive client sends at most a few
     // thousand in a test.
-    for _ in 0..100_000 {
+    for round in 0..100_000 {
         let Some(req) = read_request(&mut io).await else {
             return;
         };
@@ -305,6 +309,11 @@ async fn serve_fake(stream: TcpStream, st: Arc<FakeState>) {
                 return;
             }
             Mode::ReadBodyThenClose => return,
+            Mode::AnswerOncePerConnection => {
+                if round > 0 || out.write_all(normal.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -611,6 +620,35 @@ async fn member_answering_garbage_gives_502_or_a_replay() {
         failed.iter().all(|s| *s == Some(502)),
         "a member answering garbage gives 502 (or its request is replayed): {failed:?}"
     );
+}
+
+/// A kept connection the member closes as a request goes out (its
+/// keep-alive timeout hit at that moment) is not the member failing: the
+/// request goes again on a new connection, nobody is ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_connection_closed_under_a_request_is_not_a_failure() {
+    let fake = FakeMember::start("EX1").await;
+    fake.set_mode(Mode::AnswerOncePerConnection, false);
+    let lab = lab(&[("EX1", fake.addr, 1)], "");
+    wait_up(lab.addrs.admin, &["EX1"], "ews").await;
+    let mut conn = lab.client.connect().await.unwrap();
+    for i in 0..20 {
+        let req = if i % 2 == 0 {
+            get("/ews/Exchange.asmx")
+        } else {
+            request("POST", "/owa/auth.owa", vec![b'x'; 1000])
+        };
+        let r = conn.send(req).await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}: {:?}", r.body());
+    }
+    // Every request after the first met a closed kept connection once.
+    assert!(
+        fake.requests() >= 39,
+        "{} requests reached EX1",
+        fake.requests()
+    );
+    let ejections = metric(lab.addrs.admin, "casarray_passive_ejections_total", &[]).await;
+    assert_eq!(ejections, 0.0);
 }
 
 /// Once the head went out, the array cannot turn the answer into a 502:

@@ -207,6 +207,60 @@ async fn round_robin_spreads_by_weight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_connections_are_kept_and_reused() {
+    let a = echo_array(1, "").await;
+    // One client after another, each on its own connection: the array's
+    // connection to the member outlives them all.
+    for _ in 0..10 {
+        let mut conn = a.client.connect().await.unwrap();
+        for _ in 0..20 {
+            let r = conn.send(get("/ews/Exchange.asmx")).await.unwrap();
+            assert_eq!(r.status(), 200);
+            let r = conn.send(get("/owa/")).await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    }
+    let st = &a.backends[0].state;
+    assert_eq!(st.requests.load(Ordering::Relaxed), 400);
+    // One connection does it; a second may be made when one is not ready
+    // again at the very moment the next request comes (two workers).
+    let conns = st.request_conns.load(Ordering::Relaxed);
+    assert!(
+        (1..=2).contains(&conns),
+        "{conns} member connections for 400 requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_closing_idle_connections_costs_no_request() {
+    // The member closes connections idle for 30 ms; requests come 20-40 ms
+    // apart: the kept connection is often gone when the next one comes.
+    let dir = tempdir();
+    let certs = make_certs(dir.path());
+    let backend = EchoBackend::start_with("EX1", Some(Duration::from_millis(30))).await;
+    let config = dir.path().join("casarray.toml");
+    std::fs::write(&config, config_toml(&certs, &[("EX1", backend.addr)], "")).unwrap();
+    let (_array, addrs) = spawn_array(&config);
+    let client = Client::h1(addrs.https, &certs.ca_pem);
+    let mut conn = client.connect().await.unwrap();
+    for i in 0..100u64 {
+        tokio::time::sleep(Duration::from_millis(20 + (i * 7) % 21)).await;
+        let req = if i % 3 == 0 {
+            request("POST", "/ews/Exchange.asmx", vec![b'x'; 2048])
+        } else {
+            get("/owa/")
+        };
+        let r = conn.send(req).await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    let ejections = metric(addrs.admin, "casarray_passive_ejections_total", &[]).await;
+    assert_eq!(
+        ejections, 0.0,
+        "a closed idle connection is not the member failing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_takes_a_member_out_after_fall_and_back_after_rise() {
     let a = echo_array(2, "").await;
     let admin = a.addrs.admin;

@@ -283,7 +283,7 @@ fn snapshot() -> &'static Snapshot {
         let cfg = config::parse(&text, config_path()).expect("the fixed config of the checks");
         let metrics = casarray::admin::Metrics::new().expect("metrics");
         let registry = casarray::upstream::member::Registry::new();
-        Snapshot::build(Arc::new(cfg), &registry, &metrics).expect("snapshot")
+        Snapshot::build(Arc::new(cfg), &registry, &metrics, None).expect("snapshot")
     })
 }
 

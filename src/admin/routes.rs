@@ -212,7 +212,8 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let cfg = Arc::new(crate::config::load(&path).unwrap());
         let metrics = Metrics::new().unwrap();
-        let snap = Arc::new(Snapshot::build(Arc::clone(&cfg), &Registry::new(), &metrics).unwrap());
+        let snap =
+            Arc::new(Snapshot::build(Arc::clone(&cfg), &Registry::new(), &metrics, None).unwrap());
         let admin = Admin::open(&cfg).unwrap();
         admin.apply(&snap.upstreams);
         Fixture {

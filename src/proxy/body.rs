@@ -11,8 +11,12 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 
+use hyper::client::conn::http1::SendRequest;
+
 use super::access::AccessRecord;
+use super::replay::ReplayBody;
 use crate::upstream::member::InFlight;
+use crate::upstream::pool::Pool;
 use crate::upstream::Upstreams;
 
 /// Errors of bodies, boxed.
@@ -37,9 +41,25 @@ pub struct Ejector {
     pub service: usize,
 }
 
+/// A pooled member connection, put back when the answer's body has ended.
+pub struct Reuse {
+    pub pool: Arc<Pool<ReplayBody>>,
+    pub sender: SendRequest<ReplayBody>,
+    /// `proxy.pool_max_idle_per_member`.
+    pub max_idle: usize,
+}
+
+impl Reuse {
+    fn put_back(self) {
+        self.pool.checkin(self.sender, self.max_idle);
+    }
+}
+
 /// What a response body carries until it ends.
 pub struct Tracking {
     pub guard: InFlight,
+    /// `None` for dedicated (NTLM) connections: they are never pooled.
+    pub reuse: Option<Reuse>,
     pub log: Option<Box<AccessRecord>>,
     pub eject: Ejector,
 }
@@ -52,10 +72,13 @@ pin_project! {
         #[pin]
         inner: B,
         guard: Option<InFlight>,
+        reuse: Option<Reuse>,
         log: Option<Box<AccessRecord>>,
         eject: Option<Ejector>,
     }
 
+    // A body dropped before its end (the client went away) still holds
+    // `reuse`: its connection is mid-answer and is dropped with it.
     impl<B> PinnedDrop for Guarded<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
@@ -66,11 +89,19 @@ pin_project! {
     }
 }
 
-impl<B> Guarded<B> {
+impl<B: Body> Guarded<B> {
     pub fn new(inner: B, tracking: Tracking) -> Self {
+        let mut reuse = tracking.reuse;
+        if inner.is_end_stream() {
+            // No body (HEAD, 204, 304): the connection is free already.
+            if let Some(reuse) = reuse.take() {
+                reuse.put_back();
+            }
+        }
         Guarded {
             inner,
             guard: Some(tracking.guard),
+            reuse,
             log: tracking.log,
             eject: Some(tracking.eject),
         }
@@ -89,15 +120,23 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(log), Some(data)) = (this.log.as_mut(), frame.data_ref()) {
                     log.bytes_out += data.len() as u64;
                 }
+                // The server drops a body that says it has ended without
+                // polling it to `None`: the connection goes back now.
+                if this.inner.is_end_stream() {
+                    if let Some(reuse) = this.reuse.take() {
+                        reuse.put_back();
+                    }
+                }
             }
             Poll::Ready(Some(Err(e))) => {
+                this.reuse.take();
                 if let Some(ej) = this.eject.take() {
                     ej.upstreams
                         .eject(ej.member, ej.service, &format!("answer body failed: {e}"));
@@ -108,6 +147,9 @@ where
                 }
             }
             Poll::Ready(None) => {
+                if let Some(reuse) = this.reuse.take() {
+                    reuse.put_back();
+                }
                 this.guard.take();
                 if let Some(log) = this.log.take() {
                     log.emit();

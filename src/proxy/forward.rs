@@ -17,19 +17,19 @@ use std::time::Instant;
 
 use http::header;
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http1::SendRequest;
 
 use super::access::AccessRecord;
-use super::body::{Counted, Ejector, Guarded, ProxyBody, Tracking};
+use super::body::{Counted, Ejector, Guarded, ProxyBody, Reuse, Tracking};
 use super::conn::{self, ConnCtx, ConnError, Pinned};
 use super::headers::{add_forwarded, strip_hop_by_hop};
 use super::idle::IdleTimeout;
-use super::replay::Replay;
+use super::replay::{Replay, ReplayBody};
 use super::respond;
 use super::router::Route;
 use super::snapshot::{ServiceRt, Snapshot};
@@ -37,7 +37,9 @@ use super::sticky;
 use super::validate;
 use crate::admin::Metrics;
 use crate::rewrite;
+use crate::upstream::connect::ConnectError;
 use crate::upstream::health::error_chain;
+use crate::upstream::member::InFlight;
 
 /// Most members one request tries.
 const MAX_ATTEMPTS: usize = 8;
@@ -48,6 +50,8 @@ enum Failure {
     Connect,
     /// The member went away before answering.
     Member,
+    /// A new connection to the member closed before the request went out.
+    Unsent,
     /// The client's own request body failed (aborted, too slow).
     ClientBody,
     /// No answer within the service's response timeout.
@@ -202,10 +206,9 @@ async fn forward_pooled(
         attempts += 1;
         let backend = &upstreams.backends()[m];
         let guard = backend.state.begin_request();
-        let up = upstream_request(&out, Some(&backend.authority));
-        let sent = tokio::time::timeout(svc.response_timeout, snap.client.request(up)).await;
+        let sent = tokio::time::timeout(svc.response_timeout, send_pooled(snap, m, &out)).await;
         let failure = match sent {
-            Ok(Ok(resp)) => {
+            Ok(Ok((resp, sender))) => {
                 if conn::challenges_connection_auth(resp.status(), resp.headers()) {
                     if ctx.h2 {
                         return Err(ConnError::http11_required());
@@ -218,18 +221,31 @@ async fn forward_pooled(
                         != Some(backend.token.as_str()))
                 .then(|| sticky::set_cookie(&svc.cookie_name, &backend.token))
                 .flatten();
-                let mut resp = answer(snap, metrics, (m, s), resp, guard, attempts, out);
+                let reuse = Reuse {
+                    pool: Arc::clone(&snap.pools[m]),
+                    sender,
+                    max_idle: snap.cfg.proxy.pool_max_idle_per_member,
+                };
+                let mut resp = answer(
+                    snap,
+                    metrics,
+                    (m, s),
+                    resp,
+                    (guard, Some(reuse)),
+                    attempts,
+                    out,
+                );
                 if let Some(c) = set_cookie {
                     resp.headers_mut().append(header::SET_COOKIE, c);
                 }
                 return Ok(resp);
             }
             Ok(Err(e)) => {
-                let failure = classify(&e);
+                let failure = e.failure();
                 let why = error_chain(&e);
                 match failure {
                     Failure::Connect => upstreams.eject_all(m, &why),
-                    Failure::Member => upstreams.eject(m, s, &why),
+                    Failure::Member | Failure::Unsent => upstreams.eject(m, s, &why),
                     _ => {}
                 }
                 tracing::debug!(member = %backend.name, service = %svc.name, "attempt failed: {why}");
@@ -241,7 +257,7 @@ async fn forward_pooled(
             }
         };
         let retry = match failure {
-            Failure::Connect => true,
+            Failure::Connect | Failure::Unsent => true,
             Failure::Member => out.replay.can_replay(),
             Failure::ClientBody | Failure::Timeout => false,
         };
@@ -309,7 +325,7 @@ async fn forward_pinned(
     };
     let backend = &upstreams.backends()[m];
     let guard = backend.state.begin_request();
-    let up = upstream_request(&out, None);
+    let up = upstream_request(&out);
     let sent = async {
         pinned.sender.ready().await?;
         pinned.sender.send_request(up).await
@@ -317,7 +333,7 @@ async fn forward_pinned(
     match tokio::time::timeout(svc.response_timeout, sent).await {
         Ok(Ok(resp)) => {
             drop(slot);
-            Ok(answer(snap, metrics, (m, s), resp, guard, 1, out))
+            Ok(answer(snap, metrics, (m, s), resp, (guard, None), 1, out))
         }
         Ok(Err(e)) => {
             let why = error_chain(&e);
@@ -353,32 +369,17 @@ async fn pin_member(snap: &Snapshot, ctx: &ConnCtx, s: usize) -> Option<Pinned> 
         };
         tried.push(m);
         let backend = &upstreams.backends()[m];
-        let connect = tokio::net::TcpStream::connect(backend.address);
-        let stream = match tokio::time::timeout(snap.cfg.proxy.connect_timeout, connect).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                upstreams.eject_all(m, &format!("connect failed: {e}"));
+        let sender = match snap.connector.connect(backend.address).await {
+            Ok(sender) => sender,
+            Err(e @ ConnectError::Handshake { .. }) => {
+                upstreams.eject(m, s, &error_chain(&e));
                 continue;
             }
-            Err(_) => {
-                upstreams.eject_all(m, "connect timed out");
+            Err(e) => {
+                upstreams.eject_all(m, &error_chain(&e));
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) =
-            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-                Ok(pair) => pair,
-                Err(e) => {
-                    upstreams.eject(m, s, &format!("handshake failed: {e}"));
-                    continue;
-                }
-            };
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("pinned backend connection ended: {e}");
-            }
-        });
         return Some(Pinned {
             member: backend.name.clone(),
             address: backend.address,
@@ -388,21 +389,96 @@ async fn pin_member(snap: &Snapshot, ctx: &ConnCtx, s: usize) -> Option<Pinned> 
     None
 }
 
-/// The request as one attempt sends it: absolute-form for the pool (it
-/// picks the connection by authority), origin-form on a dedicated connection.
-fn upstream_request(
-    out: &Outgoing,
-    authority: Option<&http::uri::Authority>,
-) -> Request<super::replay::ReplayBody> {
+/// The request as one attempt sends it (origin-form: the connection is
+/// already the member's).
+fn upstream_request(out: &Outgoing) -> Request<ReplayBody> {
     let mut up = Request::new(out.replay.attempt());
     *up.method_mut() = out.parts.method.clone();
-    *up.uri_mut() = match authority {
-        Some(a) => upstream_uri(a, &out.pq),
-        None => Uri::from(out.pq.clone()),
-    };
+    *up.uri_mut() = Uri::from(out.pq.clone());
     *up.version_mut() = Version::HTTP_11;
+    // Cloned, not moved: a retry on another member needs them again.
     *up.headers_mut() = out.parts.headers.clone();
     up
+}
+
+/// Why an attempt on a member failed.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("the new connection closed before the request was sent: {0}")]
+    Unsent(hyper::Error),
+    #[error(transparent)]
+    Http(hyper::Error),
+}
+
+impl SendError {
+    /// What the failure means for retries.
+    fn failure(&self) -> Failure {
+        let e = match self {
+            SendError::Connect(_) => return Failure::Connect,
+            SendError::Unsent(_) => return Failure::Unsent,
+            SendError::Http(e) => e,
+        };
+        if e.is_user() {
+            return Failure::ClientBody;
+        }
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = cur {
+            if err
+                .downcast_ref::<super::idle::IdleTimeoutError>()
+                .is_some()
+            {
+                return Failure::ClientBody;
+            }
+            cur = err.source();
+        }
+        Failure::Member
+    }
+}
+
+/// Sends the request to member `m` over a pooled connection, or a new one
+/// when none is ready.
+///
+/// A pooled connection the member has closed hands the request back
+/// unsent, and the next one is tried. One the member closed while the
+/// request went out (its keep-alive ran out at that moment: the answer
+/// never started) is not the member's failure either: the request goes
+/// again, on the next connection, when its body can be sent again.
+async fn send_pooled(
+    snap: &Snapshot,
+    m: usize,
+    out: &Outgoing,
+) -> Result<(Response<Incoming>, SendRequest<ReplayBody>), SendError> {
+    let pool = &snap.pools[m];
+    let mut req = upstream_request(out);
+    while let Some(mut sender) = pool.checkout(snap.cfg.proxy.pool_idle_timeout) {
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok((resp, sender)),
+            Err(mut e) => match e.take_message() {
+                Some(back) => req = back,
+                None if closed_unanswered(e.error()) && out.replay.can_replay() => {
+                    tracing::debug!("pooled connection closed under the request: {}", e.error());
+                    req = upstream_request(out);
+                }
+                None => return Err(SendError::Http(e.into_error())),
+            },
+        }
+    }
+    let address = snap.upstreams.backends()[m].address;
+    let mut sender = snap.connector.connect(address).await?;
+    match sender.try_send_request(req).await {
+        Ok(resp) => Ok((resp, sender)),
+        Err(mut e) => Err(match e.take_message() {
+            Some(_) => SendError::Unsent(e.into_error()),
+            None => SendError::Http(e.into_error()),
+        }),
+    }
+}
+
+/// The connection closed before any byte of the answer.
+fn closed_unanswered(e: &hyper::Error) -> bool {
+    e.is_incomplete_message() || e.is_canceled()
 }
 
 /// Counts, logs and converts the answer of member `at.0` for service `at.1`.
@@ -411,7 +487,7 @@ fn answer(
     metrics: &Metrics,
     at: (usize, usize),
     resp: Response<Incoming>,
-    guard: crate::upstream::member::InFlight,
+    (guard, reuse): (InFlight, Option<Reuse>),
     attempts: usize,
     out: Outgoing,
 ) -> Response<ProxyBody> {
@@ -432,6 +508,7 @@ fn answer(
     }
     let tracking = Tracking {
         guard,
+        reuse,
         log,
         eject: Ejector {
             upstreams: Arc::clone(&snap.upstreams),
@@ -518,36 +595,4 @@ fn local(
         log.emit();
     }
     resp
-}
-
-fn upstream_uri(authority: &http::uri::Authority, pq: &PathAndQuery) -> Uri {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(pq.clone());
-    // Scheme, authority and path are all present and valid: this cannot fail.
-    Uri::from_parts(parts).unwrap_or_default()
-}
-
-/// Sorts an error of the upstream client into what it means for retries.
-fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
-    if e.is_connect() {
-        return Failure::Connect;
-    }
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_user() {
-                return Failure::ClientBody;
-            }
-        }
-        if err
-            .downcast_ref::<super::idle::IdleTimeoutError>()
-            .is_some()
-        {
-            return Failure::ClientBody;
-        }
-        cur = err.source();
-    }
-    Failure::Member
 }

@@ -15,8 +15,9 @@ use super::router::Router;
 use crate::admin::Metrics;
 use crate::config::{Affinity, Config};
 use crate::rewrite::{MemberIdentity, RewritePlan};
+use crate::upstream::connect::Connector;
 use crate::upstream::member::Registry;
-use crate::upstream::pool::{self, UpstreamClient};
+use crate::upstream::pool::Pool;
 use crate::upstream::{UpstreamError, Upstreams};
 
 /// A service with its metric handles resolved once.
@@ -44,7 +45,11 @@ pub struct Snapshot {
     pub router: Router,
     pub services: Box<[ServiceRt]>,
     pub plan: Arc<RewritePlan>,
-    pub client: UpstreamClient<ReplayBody>,
+    /// Makes new member connections.
+    pub connector: Connector,
+    /// Idle connections per member, indexed like `upstreams.backends()`;
+    /// carried over a reload for members whose name and address stay.
+    pub pools: Box<[Arc<Pool<ReplayBody>>]>,
     /// Host names clients may use (lowercase, no port).
     pub hosts: Box<[String]>,
     /// The connection builder (HTTP/1.1 and HTTP/2 settings, timeouts).
@@ -54,12 +59,24 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Builds the snapshot of `cfg`; member state comes from `registry`,
+    /// and idle member connections from `previous` (the one it replaces).
     pub fn build(
         cfg: Arc<Config>,
         registry: &Registry,
         metrics: &Metrics,
+        previous: Option<&Snapshot>,
     ) -> Result<Self, UpstreamError> {
         let upstreams = Arc::new(Upstreams::build(&cfg, registry)?.with_metrics(metrics));
+        let pools = upstreams
+            .backends()
+            .iter()
+            .map(|b| {
+                previous
+                    .and_then(|p| p.pool_of(&b.name, b.address))
+                    .unwrap_or_default()
+            })
+            .collect();
         let router = Router::new(&cfg.services);
         let services = cfg
             .services
@@ -116,7 +133,8 @@ impl Snapshot {
         let public_origin = HeaderValue::from_str(&format!("https://{public}"))
             .unwrap_or_else(|_| HeaderValue::from_static("https://localhost"));
         Ok(Snapshot {
-            client: pool::client(&cfg.proxy),
+            connector: Connector::new(&cfg.proxy),
+            pools,
             http: connection_builder(&cfg),
             cfg,
             upstreams,
@@ -126,6 +144,19 @@ impl Snapshot {
             hosts: hosts.into_boxed_slice(),
             public_origin,
         })
+    }
+
+    /// The pool of the member named `name` at `address`, if it has one.
+    fn pool_of(&self, name: &str, address: std::net::SocketAddr) -> Option<Arc<Pool<ReplayBody>>> {
+        let m = self.upstreams.find(name)?;
+        (self.upstreams.backends()[m].address == address).then(|| Arc::clone(&self.pools[m]))
+    }
+
+    /// Drops idle member connections past `proxy.pool_idle_timeout`.
+    pub fn sweep_pools(&self) {
+        for pool in &*self.pools {
+            pool.sweep(self.cfg.proxy.pool_idle_timeout);
+        }
     }
 
     /// Whether `host` (a Host header or :authority, port allowed) names the

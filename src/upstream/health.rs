@@ -14,11 +14,12 @@ use http::{header, Method, Request};
 use http_body_util::{BodyExt, Empty, Limited};
 use tokio::task::JoinHandle;
 
+use super::connect::Connector;
 use super::member::Transition;
-use super::pool::{self, UpstreamClient};
 use super::Upstreams;
 use crate::admin::Metrics;
 use crate::config::Config;
+use hyper::client::conn::http1::SendRequest;
 
 /// Largest health body read; Exchange's is a few dozen bytes.
 const MAX_HEALTH_BODY: usize = 16 * 1024;
@@ -40,18 +41,20 @@ impl Drop for HealthChecks {
 impl HealthChecks {
     /// Starts a checker for every (member, service) of `upstreams`.
     pub fn start(cfg: &Config, upstreams: &Arc<Upstreams>, metrics: &Metrics) -> Self {
-        let client: UpstreamClient<Empty<Bytes>> = pool::client(&cfg.proxy);
+        let connector = Connector::new(&cfg.proxy);
         let mut tasks = Vec::new();
         for (m, backend) in upstreams.backends().iter().enumerate() {
             for (s, service) in cfg.services.iter().enumerate() {
                 let probe = Probe {
-                    client: client.clone(),
+                    connector: connector.clone(),
+                    conn: None,
                     upstreams: Arc::clone(upstreams),
                     metrics: metrics.clone(),
                     member: m,
                     service: s,
                     service_name: service.name.clone(),
-                    uri: format!("http://{}{}", backend.address, service.health),
+                    address: backend.address,
+                    path: service.health.clone(),
                     host: backend.fqdn.clone(),
                     interval: cfg.health.interval,
                     timeout: cfg.health.timeout,
@@ -70,13 +73,16 @@ impl HealthChecks {
 }
 
 struct Probe {
-    client: UpstreamClient<Empty<Bytes>>,
+    connector: Connector,
+    /// The probe's own keep-alive connection, made again when it closes.
+    conn: Option<SendRequest<Empty<Bytes>>>,
     upstreams: Arc<Upstreams>,
     metrics: Metrics,
     member: usize,
     service: usize,
     service_name: String,
-    uri: String,
+    address: std::net::SocketAddr,
+    path: String,
     host: String,
     interval: Duration,
     timeout: Duration,
@@ -85,7 +91,7 @@ struct Probe {
 }
 
 impl Probe {
-    async fn run(self) {
+    async fn run(mut self) {
         let jitter = self
             .interval
             .mul_f64(jitter_fraction(self.member, self.service));
@@ -135,17 +141,24 @@ impl Probe {
         }
     }
 
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&mut self) -> Result<(), String> {
         let req = Request::builder()
             .method(Method::GET)
-            .uri(&self.uri)
+            .uri(&self.path)
             .header(header::HOST, &self.host)
             .header(header::USER_AGENT, "casarray-health/1")
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("bad health request: {e}"))?;
-        let resp = self
-            .client
-            .request(req)
+        let mut conn = match self.conn.take().filter(SendRequest::is_ready) {
+            Some(conn) => conn,
+            None => self
+                .connector
+                .connect(self.address)
+                .await
+                .map_err(|e| error_chain(&e))?,
+        };
+        let resp = conn
+            .send_request(req)
             .await
             .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
         let status = resp.status();
@@ -154,6 +167,9 @@ impl Probe {
             .await
             .map_err(|e| format!("body failed: {e}"))?
             .to_bytes();
+        // Kept for the next probe; a connection the member closes in the
+        // meantime is not ready then, and a new one is made.
+        self.conn = Some(conn);
         if status != http::StatusCode::OK {
             return Err(format!("status {}", status.as_u16()));
         }

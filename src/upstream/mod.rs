@@ -7,6 +7,7 @@
 
 pub mod affinity;
 pub mod balance;
+pub mod connect;
 pub mod health;
 pub mod member;
 pub mod pool;

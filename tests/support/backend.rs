@@ -20,6 +20,9 @@ use tokio::net::TcpListener;
 #[derive(Default)]
 pub struct EchoState {
     pub requests: AtomicU64,
+    /// Connections that carried at least one request other than a health
+    /// check (shows whether the array reuses its connections).
+    pub request_conns: AtomicU64,
     pub healthy: AtomicBool,
 }
 
@@ -37,10 +40,17 @@ impl Drop for EchoBackend {
 
 impl EchoBackend {
     pub async fn start(name: &'static str) -> Self {
+        Self::start_with(name, None).await
+    }
+
+    /// Like [`Self::start`], closing connections idle for `idle_close` (as
+    /// a server whose keep-alive timeout is short does).
+    pub async fn start_with(name: &'static str, idle_close: Option<std::time::Duration>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(EchoState {
             requests: AtomicU64::new(0),
+            request_conns: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
         });
         let st = Arc::clone(&state);
@@ -52,13 +62,18 @@ impl EchoBackend {
                 };
                 let st = Arc::clone(&st);
                 conns.spawn(async move {
+                    let counted = Arc::new(AtomicBool::new(false));
                     let svc = service_fn(move |req| {
                         let st = Arc::clone(&st);
-                        async move { Ok::<_, Infallible>(answer(name, &st, req).await) }
+                        let counted = Arc::clone(&counted);
+                        async move { Ok::<_, Infallible>(answer(name, &st, &counted, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let mut http = hyper::server::conn::http1::Builder::new();
+                    if let Some(idle) = idle_close {
+                        http.timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(idle);
+                    }
+                    let _ = http.serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
@@ -66,7 +81,12 @@ impl EchoBackend {
     }
 }
 
-async fn answer(name: &str, st: &EchoState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    name: &str,
+    st: &EchoState,
+    counted: &AtomicBool,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     if path.to_ascii_lowercase().ends_with("/healthcheck.htm") {
         if st.healthy.load(Ordering::Relaxed) {
@@ -77,6 +97,9 @@ async fn answer(name: &str, st: &EchoState, req: Request<Incoming>) -> Response<
         return r;
     }
     st.requests.fetch_add(1, Ordering::Relaxed);
+    if !counted.swap(true, Ordering::Relaxed) {
+        st.request_conns.fetch_add(1, Ordering::Relaxed);
+    }
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let mut headers = BTreeMap::new();
