@@ -18,6 +18,7 @@
 
 mod autodiscover;
 mod body;
+mod candidates;
 mod headers;
 mod patterns;
 mod plan;

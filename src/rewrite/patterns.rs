@@ -14,8 +14,14 @@
 //!
 //! Patterns that start (end) with something other than a host byte, such as
 //! `[::1]:9001`, skip the left (right) rule.
+//!
+//! Where a pattern may start is found by `candidates`; the rules are applied
+//! here. A candidate the rules reject falls back to the shorter patterns at
+//! the same position, then to the next candidate.
 
 use bytes::BytesMut;
+
+use super::candidates::{Candidate, Candidates};
 
 /// Bytes of look-ahead the right-edge rule needs past the end of a pattern.
 pub(crate) const LOOKAHEAD: usize = 2;
@@ -99,42 +105,11 @@ impl Pattern {
     }
 }
 
-/// How candidate positions are found: the distinct first bytes of the
-/// patterns, in both cases.
-#[derive(Debug)]
-enum FirstBytes {
-    Nothing,
-    One(u8),
-    Two(u8, u8),
-    Three(u8, u8, u8),
-    Table(Box<[bool; 256]>),
-}
-
-impl FirstBytes {
-    fn new(bytes: &[u8]) -> Self {
-        match *bytes {
-            [] => Self::Nothing,
-            [a] => Self::One(a),
-            [a, b] => Self::Two(a, b),
-            [a, b, c] => Self::Three(a, b, c),
-            _ => {
-                let mut table = Box::new([false; 256]);
-                for &b in bytes {
-                    table[usize::from(b)] = true;
-                }
-                Self::Table(table)
-            }
-        }
-    }
-
-    fn find(&self, hay: &[u8]) -> Option<usize> {
-        match self {
-            Self::Nothing => None,
-            Self::One(a) => memchr::memchr(*a, hay),
-            Self::Two(a, b) => memchr::memchr2(*a, *b, hay),
-            Self::Three(a, b, c) => memchr::memchr3(*a, *b, *c, hay),
-            Self::Table(table) => hay.iter().position(|&b| table[usize::from(b)]),
-        }
+/// The byte before `data[pos]`; `before` is the one before `data[0]`.
+fn prev_byte(data: &[u8], pos: usize, before: Option<u8>) -> Option<u8> {
+    match pos.checked_sub(1) {
+        Some(i) => data.get(i).copied(),
+        None => before,
     }
 }
 
@@ -153,7 +128,9 @@ pub(crate) struct Matcher {
     patterns: Vec<Pattern>,
     /// Indices into `patterns` by lowercased first byte, longest first.
     by_first: Vec<Vec<usize>>,
-    first: FirstBytes,
+    /// Finds where patterns may start; its pattern indices are those of
+    /// `patterns`.
+    candidates: Candidates,
     replacement: Box<[u8]>,
     max_len: usize,
 }
@@ -176,21 +153,16 @@ impl Matcher {
         patterns.sort_by_key(|p| std::cmp::Reverse(p.bytes.len()));
 
         let mut by_first = vec![Vec::new(); 256];
-        let mut firsts = Vec::new();
         for (i, p) in patterns.iter().enumerate() {
-            let f = p.bytes[0];
-            by_first[usize::from(f)].push(i);
-            for b in [f, f.to_ascii_uppercase()] {
-                if !firsts.contains(&b) {
-                    firsts.push(b);
-                }
-            }
+            by_first[usize::from(p.bytes[0])].push(i);
         }
+        let texts: Vec<&[u8]> = patterns.iter().map(|p| &*p.bytes).collect();
+        let candidates = Candidates::new(&texts);
         let max_len = patterns.iter().map(|p| p.bytes.len()).max().unwrap_or(0);
         Self {
             patterns,
             by_first,
-            first: FirstBytes::new(&firsts),
+            candidates,
             replacement: replacement.as_bytes().into(),
             max_len,
         }
@@ -204,17 +176,41 @@ impl Matcher {
         self.max_len + LOOKAHEAD - 1
     }
 
-    /// The length of the match at `data[pos]`, if any. `before` is the byte
-    /// before `data[0]` (`None`: the start of the text). Bytes missing past
-    /// the end of `data` count as the end of the text.
-    fn match_at(&self, data: &[u8], pos: usize, before: Option<u8>) -> Option<(usize, usize)> {
-        let prev = match pos.checked_sub(1) {
-            Some(i) => data.get(i).copied(),
-            None => before,
+    /// The match at a candidate, as (length, bytes kept): the pattern the
+    /// search named if the edge rules allow it, else the longest shorter
+    /// pattern at the same position they allow.
+    fn decide(&self, data: &[u8], c: Candidate, before: Option<u8>) -> Option<(usize, usize)> {
+        let Some(p) = c.pattern.and_then(|i| self.patterns.get(i)) else {
+            return self.match_at(data, c.at, before, usize::MAX);
         };
+        // The search found `p` whole at `c.at`, and no longer pattern there.
+        let end = c.at + p.bytes.len();
+        if p.left_ok(prev_byte(data, c.at, before))
+            && p.right_ok(data.get(end..).unwrap_or_default())
+        {
+            return Some((p.bytes.len(), p.keep));
+        }
+        self.match_at(data, c.at, before, p.bytes.len())
+    }
+
+    /// The match at `data[pos]` of a pattern shorter than `shorter_than`,
+    /// if any, as (length, bytes kept). `before` is the byte before
+    /// `data[0]` (`None`: the start of the text). Bytes missing past the
+    /// end of `data` count as the end of the text.
+    fn match_at(
+        &self,
+        data: &[u8],
+        pos: usize,
+        before: Option<u8>,
+        shorter_than: usize,
+    ) -> Option<(usize, usize)> {
+        let prev = prev_byte(data, pos, before);
         let first = data.get(pos)?.to_ascii_lowercase();
         for &i in &self.by_first[usize::from(first)] {
             let p = &self.patterns[i];
+            if p.bytes.len() >= shorter_than {
+                continue;
+            }
             let end = pos + p.bytes.len();
             let Some(candidate) = data.get(pos..end) else {
                 continue;
@@ -247,14 +243,12 @@ impl Matcher {
         let mut copied = from;
         let mut replaced = 0;
         while pos < limit {
-            match self.first.find(&data[pos..limit]) {
-                Some(i) => pos += i,
-                None => {
-                    pos = limit;
-                    break;
-                }
-            }
-            match self.match_at(data, pos, before) {
+            let Some(c) = self.candidates.find(data, pos, limit) else {
+                pos = limit;
+                break;
+            };
+            pos = c.at;
+            match self.decide(data, c, before) {
                 Some((len, keep)) => {
                     out.extend_from_slice(&data[copied..pos + keep]);
                     out.extend_from_slice(&self.replacement);
@@ -280,15 +274,11 @@ impl Matcher {
     /// Whether a whole text holds any match.
     pub(crate) fn finds_in(&self, data: &[u8]) -> bool {
         let mut pos = 0;
-        while pos < data.len() {
-            match self.first.find(&data[pos..]) {
-                Some(i) => pos += i,
-                None => return false,
-            }
-            if self.match_at(data, pos, None).is_some() {
+        while let Some(c) = self.candidates.find(data, pos, data.len()) {
+            if self.decide(data, c, None).is_some() {
                 return true;
             }
-            pos += 1;
+            pos = c.at + 1;
         }
         false
     }
@@ -394,10 +384,36 @@ mod tests {
     }
 
     #[test]
-    fn many_first_bytes_use_the_table() {
-        let m = Matcher::new(&[host("a1"), host("b2"), host("c3"), host("d4")], "z");
-        assert!(matches!(m.first, FirstBytes::Table(_)));
-        assert_eq!(rewrite(&m, "a1 B2 c3 D4 e5"), ("z z z z e5".into(), 4));
+    fn a_rejected_candidate_falls_back_to_shorter_then_later_ones() {
+        let m = lab();
+        for (s, want) in [
+            ("xEX1 EX1", "xEX1 mail.lab.com"),
+            ("ex1.lab.localx ex1", "ex1.lab.localx mail.lab.com"),
+            ("127.0.0.1:90011", "mail.lab.com:90011"),
+            ("[::1]:90021", "mail.lab.com:90021"),
+        ] {
+            assert_eq!(rewrite(&m, s).0, want, "{s}");
+        }
+    }
+
+    #[test]
+    fn the_first_byte_search_gives_the_same_rewrites() {
+        let fast = lab();
+        assert!(matches!(fast.candidates, Candidates::Automaton(_)));
+        let mut slow = lab();
+        let texts: Vec<Vec<u8>> = slow.patterns.iter().map(|p| p.bytes.to_vec()).collect();
+        let texts: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+        slow.candidates = Candidates::first_bytes(&texts);
+        for s in [
+            "https://EX1.Lab.Local/owa/ and ex1",
+            "http://127.0.0.1:9001/x 127.0.0.1:9003",
+            "www.ex1.lab.local EX1.other.example EX10 xEX1 fe80::1 ::1:5",
+            "served by EX1. ex1.lab.local. [::1]:9002/ http://[::1]/ addr ::1 up",
+            "xEX1 EX1 ex1.lab.localx ex1 127.0.0.1:90011",
+        ] {
+            assert_eq!(rewrite(&slow, s), rewrite(&fast, s), "{s}");
+            assert_eq!(slow.finds_in(s.as_bytes()), fast.finds_in(s.as_bytes()));
+        }
     }
 
     #[test]
