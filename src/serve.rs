@@ -29,10 +29,18 @@ use crate::upstream::member::Registry;
 /// serves until stopped.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let cfg = config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = cfg.runtime.workers {
-        builder.worker_threads(workers);
-    }
+    // One worker: a single-threaded event loop, as HAProxy's `nbthread 1`
+    // or one nginx worker; it skips the work-stealing scheduler's
+    // cross-thread bookkeeping, which one thread never needs.
+    let mut builder = match cfg.runtime.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(workers);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = builder
         .enable_all()
         .build()

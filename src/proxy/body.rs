@@ -7,14 +7,16 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
 use hyper::client::conn::http1::SendRequest;
 
 use super::access::AccessRecord;
+use super::idle::IdleTimeout;
 use super::replay::ReplayBody;
+use crate::rewrite::RewriteBody;
 use crate::upstream::member::InFlight;
 use crate::upstream::pool::Pool;
 use crate::upstream::Upstreams;
@@ -22,14 +24,71 @@ use crate::upstream::Upstreams;
 /// Errors of bodies, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What the array answers with.
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+/// A member's answer body as it arrives.
+type MemberBody = IdleTimeout<Incoming>;
+
+pin_project! {
+    /// What the array answers with: one of three known shapes, so that no
+    /// answer needs a boxed body (an allocation and dynamic calls per
+    /// answer).
+    #[project = ProxyBodyProj]
+    pub enum ProxyBody {
+        /// An answer the array makes itself.
+        Local { #[pin] body: Full<Bytes> },
+        /// A member's body, passed through.
+        Member { #[pin] body: Guarded<MemberBody> },
+        /// A member's body with member names rewritten.
+        Rewritten { #[pin] body: Guarded<RewriteBody<MemberBody>> },
+    }
+}
+
+impl ProxyBody {
+    pub fn member(body: Guarded<MemberBody>) -> Self {
+        ProxyBody::Member { body }
+    }
+
+    pub fn rewritten(body: Guarded<RewriteBody<MemberBody>>) -> Self {
+        ProxyBody::Rewritten { body }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            ProxyBodyProj::Local { body } => body.poll_frame(cx).map_err(|never| match never {}),
+            ProxyBodyProj::Member { body } => body.poll_frame(cx),
+            ProxyBodyProj::Rewritten { body } => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Local { body } => body.is_end_stream(),
+            ProxyBody::Member { body } => body.is_end_stream(),
+            ProxyBody::Rewritten { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Local { body } => body.size_hint(),
+            ProxyBody::Member { body } => body.size_hint(),
+            ProxyBody::Rewritten { body } => body.size_hint(),
+        }
+    }
+}
 
 /// A whole body the array makes itself.
 pub fn full(text: impl Into<Bytes>) -> ProxyBody {
-    Full::new(text.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    ProxyBody::Local {
+        body: Full::new(text.into()),
+    }
 }
 
 /// Takes a member out of a service when its answer's body fails midway

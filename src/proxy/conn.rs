@@ -25,6 +25,8 @@ pub struct Pinned {
 /// Per client connection state.
 pub struct ConnCtx {
     pub peer: SocketAddr,
+    /// `peer`'s address as an `X-Forwarded-For` value.
+    pub forwarded_for: http::HeaderValue,
     /// The array's address the client connected to.
     pub local: SocketAddr,
     /// The client speaks HTTP/2: NTLM is refused with HTTP_1_1_REQUIRED.
@@ -42,6 +44,7 @@ impl ConnCtx {
     pub fn new(peer: SocketAddr, local: SocketAddr, h2: bool) -> Self {
         ConnCtx {
             peer,
+            forwarded_for: super::headers::client_value(peer.ip()),
             local,
             h2,
             is_pinned: AtomicBool::new(false),

@@ -20,7 +20,6 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
@@ -117,7 +116,7 @@ pub async fn handle(
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    add_forwarded(&mut parts.headers, ctx.peer.ip(), &host);
+    add_forwarded(&mut parts.headers, &ctx.forwarded_for, &host);
     parts.headers.insert(header::HOST, host);
     if svc.rewrite {
         rewrite::request_identity_encoding(&mut parts.headers);
@@ -568,9 +567,9 @@ fn respond_from_member(
         } else {
             rewrite::RewriteBody::generic(body, plan, counter)
         };
-        Guarded::new(rewritten, tracking).boxed_unsync()
+        ProxyBody::rewritten(Guarded::new(rewritten, tracking))
     } else {
-        Guarded::new(body, tracking).boxed_unsync()
+        ProxyBody::member(Guarded::new(body, tracking))
     };
     Response::from_parts(parts, body)
 }

@@ -39,14 +39,18 @@ pub fn rewrite_response_headers(
         changed += identity_header(headers, name, expose_server_headers, member_name);
     }
 
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            *n != SET_COOKIE
-                && !(expose_server_headers && SERVER_IDENTITY_HEADERS.contains(&n.as_str()))
-        })
-        .cloned()
-        .collect();
+    let rewritable = |n: &HeaderName| {
+        *n != SET_COOKIE
+            && !(expose_server_headers && SERVER_IDENTITY_HEADERS.contains(&n.as_str()))
+    };
+    // Most answers name no member in any header: one pass that allocates
+    // nothing says so.
+    let touched =
+        |(n, v): (&HeaderName, &HeaderValue)| rewritable(n) && names_member(plan, v.as_bytes());
+    if !headers.iter().any(touched) {
+        return changed + rewrite_values(headers, &SET_COOKIE, |v| set_cookie(v, plan));
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| rewritable(n)).cloned().collect();
     for name in names {
         let touched = headers
             .get_all(&name)

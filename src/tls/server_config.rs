@@ -31,7 +31,14 @@ pub fn server_config(store: Arc<CertStore>, tls: &TlsConfig) -> Arc<ServerConfig
     if tls.session_resumption {
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         match rustls::crypto::aws_lc_rs::Ticketer::new() {
-            Ok(ticketer) => config.ticketer = ticketer,
+            Ok(ticketer) => {
+                config.ticketer = ticketer;
+                // rustls sends two by default. One is enough: every
+                // connection, resumed ones too, hands its client a fresh
+                // ticket for the next, and sealing half as many saves
+                // CPU on every handshake.
+                config.send_tls13_tickets = 1;
+            }
             Err(error) => tracing::warn!(%error, "TLS session tickets disabled"),
         }
     } else {
