@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use hyper::client::conn::http1::SendRequest;
 
@@ -34,7 +34,15 @@ pub struct ConnCtx {
     /// Set once `pinned` holds a connection: the common path checks this
     /// flag and never touches the lock.
     is_pinned: AtomicBool,
-    pub pinned: tokio::sync::Mutex<Option<Pinned>>,
+    /// Made on the first NTLM/Negotiate exchange: most connections never
+    /// have one, and every idle connection would carry its space.
+    auth: OnceLock<Box<ConnAuth>>,
+}
+
+/// The login state of a connection that uses NTLM or Negotiate.
+#[derive(Default)]
+struct ConnAuth {
+    pinned: tokio::sync::Mutex<Option<Pinned>>,
     /// A member answered 401 with an NTLM/Negotiate challenge: the login's
     /// next leg goes to it.
     ntlm_member: Mutex<Option<String>>,
@@ -48,9 +56,17 @@ impl ConnCtx {
             local,
             h2,
             is_pinned: AtomicBool::new(false),
-            pinned: tokio::sync::Mutex::new(None),
-            ntlm_member: Mutex::new(None),
+            auth: OnceLock::new(),
         }
+    }
+
+    fn auth(&self) -> &ConnAuth {
+        self.auth.get_or_init(Box::default)
+    }
+
+    /// The connection's dedicated backend connection, if it has one.
+    pub fn pinned(&self) -> &tokio::sync::Mutex<Option<Pinned>> {
+        &self.auth().pinned
     }
 
     #[inline]
@@ -63,7 +79,9 @@ impl ConnCtx {
     }
 
     pub fn ntlm_member(&self) -> Option<String> {
-        self.ntlm_member
+        self.auth
+            .get()?
+            .ntlm_member
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -71,6 +89,7 @@ impl ConnCtx {
 
     pub fn set_ntlm_member(&self, member: &str) {
         *self
+            .auth()
             .ntlm_member
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(member.to_owned());

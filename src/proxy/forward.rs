@@ -289,7 +289,7 @@ async fn forward_pinned(
 ) -> Result<Response<ProxyBody>, ConnError> {
     let svc = &snap.services[s];
     let upstreams = &snap.upstreams;
-    let mut slot = ctx.pinned.lock().await;
+    let mut slot = ctx.pinned().lock().await;
     if slot.as_ref().is_some_and(|p| p.sender.is_closed()) {
         *slot = None;
         return Err(ConnError::PinnedGone);

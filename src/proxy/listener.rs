@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::conn::ConnCtx;
@@ -65,45 +66,59 @@ pub async fn accept_loop(
             drop(stream);
             continue;
         };
-        let shared = Arc::clone(&shared);
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            shared.metrics.connections_total.inc();
-            shared.metrics.connections_active.inc();
-            serve_connection(stream, peer, &shared, watcher).await;
-            shared.metrics.connections_active.dec();
-            drop(permit);
-        });
+        shared.metrics.connections_total.inc();
+        shared.metrics.connections_active.inc();
+        let active = Active {
+            shared: Arc::clone(&shared),
+            _permit: permit,
+        };
+        tokio::spawn(accept_connection(stream, peer, active, graceful.watcher()));
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: &Arc<Shared>,
-    watcher: Watcher,
-) {
+/// A connection counted in `casarray_connections_active` and holding its
+/// place under `max_connections`, until this drops.
+struct Active {
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.shared.metrics.connections_active.dec();
+    }
+}
+
+/// The TLS handshake, then the connection is served by a task of its own.
+///
+/// Two tasks, not one, for memory: a task keeps the space of its largest
+/// state for its whole life, and the handshake's (the TLS acceptor's
+/// future) would otherwise stay reserved in every idle keep-alive
+/// connection. The serving task holds the HTTP connection and little else.
+async fn accept_connection(stream: TcpStream, peer: SocketAddr, active: Active, watcher: Watcher) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let snap = shared.snapshot.load_full();
+    let shared = &active.shared;
     let acceptor = TlsAcceptor::from(shared.tls.load_full());
+    let snap = shared.snapshot.load();
+    let timeout = snap.cfg.tls.handshake_timeout;
+    drop(snap);
     let started = Instant::now();
-    let tls =
-        match tokio::time::timeout(snap.cfg.tls.handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                shared.metrics.tls_handshake_errors.inc();
-                tracing::debug!(%peer, "TLS handshake failed: {e}");
-                return;
-            }
-            Err(_) => {
-                shared.metrics.tls_handshake_errors.inc();
-                tracing::debug!(%peer, "TLS handshake timed out");
-                return;
-            }
-        };
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            shared.metrics.tls_handshake_errors.inc();
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake_errors.inc();
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
     shared
         .metrics
         .tls_handshake_duration
@@ -120,21 +135,21 @@ async fn serve_connection(
             forward::handle(snap, &shared.metrics, &ctx, req).await
         }
     });
-    let builder = snap.http.clone();
-    let result = if h2 {
-        let conn = builder
-            .http2_only()
-            .serve_connection(io, service)
-            .into_owned();
-        watcher.watch(conn).await
+    let snap = shared.snapshot.load();
+    // Each connection future is moved straight into the task it runs in,
+    // so it is stored once.
+    if h2 {
+        let conn = watcher.watch(snap.http2.serve_connection(io, service));
+        tokio::spawn(conn.map(move |result| finished(result, peer, active)));
     } else {
-        let conn = builder
-            .http1_only()
-            .serve_connection(io, service)
-            .into_owned();
-        watcher.watch(conn).await
-    };
+        let conn = watcher.watch(snap.http1.serve_connection(io, service));
+        tokio::spawn(conn.map(move |result| finished(result, peer, active)));
+    }
+}
+
+fn finished(result: Result<(), hyper::Error>, peer: SocketAddr, active: Active) {
     if let Err(e) = result {
         tracing::debug!(%peer, "connection ended with an error: {e}");
     }
+    drop(active);
 }

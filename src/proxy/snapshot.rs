@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use prometheus::{Histogram, IntCounter};
 
 use super::replay::ReplayBody;
@@ -52,8 +52,10 @@ pub struct Snapshot {
     pub pools: Box<[Arc<Pool<ReplayBody>>]>,
     /// Host names clients may use (lowercase, no port).
     pub hosts: Box<[String]>,
-    /// The connection builder (HTTP/1.1 and HTTP/2 settings, timeouts).
-    pub http: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 settings for client connections (timeouts, limits).
+    pub http1: http1::Builder,
+    /// HTTP/2 settings for client connections.
+    pub http2: http2::Builder<TokioExecutor>,
     /// `https://<public name>` prefix, for redirects.
     pub public_origin: HeaderValue,
 }
@@ -135,7 +137,8 @@ impl Snapshot {
         Ok(Snapshot {
             connector: Connector::new(&cfg.proxy),
             pools,
-            http: connection_builder(&cfg),
+            http1: http1_builder(&cfg),
+            http2: http2_builder(&cfg),
             cfg,
             upstreams,
             router,
@@ -200,18 +203,23 @@ fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
     port.parse::<u16>().ok().map(|p| (name, Some(p)))
 }
 
-/// HTTP/1.1 and HTTP/2 settings for client connections.
-fn connection_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
+/// HTTP/1.1 settings for client connections.
+fn http1_builder(cfg: &Config) -> http1::Builder {
     let p = &cfg.proxy;
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
         .header_read_timeout(p.header_read_timeout)
         .keep_alive(true)
         .max_buf_size(p.max_header_bytes.max(8192))
         .max_headers(100);
-    b.http2()
-        .timer(TokioTimer::new())
+    b
+}
+
+/// HTTP/2 settings for client connections.
+fn http2_builder(cfg: &Config) -> http2::Builder<TokioExecutor> {
+    let p = &cfg.proxy;
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .max_concurrent_streams(p.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(p.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(Some(64))
