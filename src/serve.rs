@@ -346,7 +346,8 @@ impl Running {
     }
 }
 
-/// Watches the config file and every certificate and key file it names.
+/// Watches the config file and every certificate and key file it names,
+/// the members' CA bundle included.
 fn start_watch(cfg: &Config, tx: mpsc::Sender<()>) -> Option<tls::FileWatcher> {
     let mut files = vec![cfg.path.clone()];
     if cfg.tls.watch {
@@ -355,6 +356,9 @@ fn start_watch(cfg: &Config, tx: mpsc::Sender<()>) -> Option<tls::FileWatcher> {
             if let Some(key) = &ck.key {
                 files.push(key.clone());
             }
+        }
+        if let Some(ca) = &cfg.member_tls.ca {
+            files.push(ca.path.clone());
         }
     }
     match tls::watch_files(files, tx) {

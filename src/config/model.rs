@@ -81,7 +81,8 @@ pub struct TlsConfig {
     pub handshake_timeout: Duration,
     /// Session tickets and a server-side session cache; default true.
     pub session_resumption: bool,
-    /// Watch certificate files and reload on change; default true.
+    /// Watch certificate files (and `[member_tls] ca`) and reload on
+    /// change; default true.
     pub watch: bool,
 }
 

@@ -166,10 +166,14 @@ impl Probe {
                 .await
                 .map_err(|e| error_chain(&e))?,
         };
-        let resp = conn
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+        let resp = conn.send_request(req).await.map_err(|e| {
+            let hint = if self.tls.is_none() && e.is_parse() {
+                " (the answer is not HTTP: if the member serves HTTPS on this port, set tls = true)"
+            } else {
+                ""
+            };
+            format!("request failed: {}{hint}", error_chain(&e))
+        })?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), MAX_HEALTH_BODY)
             .collect()
