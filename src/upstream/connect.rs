@@ -331,6 +331,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_self_signed_certificate_listed_as_ca_is_trusted() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["ex1.lab.local".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let c = Certs {
+            ca: cert.der().clone(),
+            leaf: cert.der().clone(),
+            key: key.serialize_der(),
+        };
+        let (addr, _) = tls_member(&c).await;
+        let mut sender = connector(&c.ca, true)
+            .connect(addr, Some(&name("ex1.lab.local")))
+            .await
+            .unwrap();
+        assert_eq!(&get(&mut sender).await[..], b"ok");
+    }
+
+    #[tokio::test]
     async fn a_member_silent_in_the_handshake_times_out() {
         let c = certs("Lab CA", "ex1.lab.local");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
