@@ -415,16 +415,17 @@ pub fn check(config_path: &Path) -> anyhow::Result<String> {
     ))
 }
 
-/// `, N over HTTPS (...)` for `check`, when some member uses TLS.
+/// `, N over HTTPS verified against CA` for `check`, when some member
+/// uses TLS.
 fn member_tls_summary(cfg: &Config) -> String {
     let n = cfg.members.iter().filter(|m| m.tls).count();
     if n == 0 {
         return String::new();
     }
     let how = match (&cfg.member_tls.ca, cfg.member_tls.verify) {
-        (_, false) => "certificates not verified".to_string(),
-        (Some(ca), true) => format!("certificates verified against {}", ca.path.display()),
-        (None, true) => "certificates verified".to_string(),
+        (_, false) => "NOT verified (member_tls.verify = false)".to_string(),
+        (Some(ca), true) => format!("verified against {}", ca.path.display()),
+        (None, true) => "verified".to_string(),
     };
-    format!(", {n} over HTTPS ({how})")
+    format!(", {n} over HTTPS {how}")
 }
