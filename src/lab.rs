@@ -7,6 +7,10 @@
 //! `casarray serve --config` accepts on its own). Later runs reuse DIR. Each
 //! mock server is its own OS process, so killing one is losing a server.
 //! Ctrl-C stops every process the lab started.
+//!
+//! With `--member-tls` the mock servers serve HTTPS with certificates the
+//! lab CA issues for their fqdns (`DIR/certs/members/`, made when missing),
+//! and the array verifies them (`tls = true`, `[member_tls] ca`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -41,6 +45,11 @@ pub struct LabArgs {
     /// The array's name.
     #[arg(long, default_value = "mail.lab.com")]
     pub fqdn: String,
+    /// Run the mock servers with HTTPS certificates issued by the lab CA,
+    /// and have the array speak HTTPS to them and verify them against that
+    /// CA. Default: plain HTTP to the servers (SSL offloading).
+    #[arg(long)]
+    pub member_tls: bool,
 }
 
 /// Runs the lab until Ctrl-C.
@@ -57,6 +66,9 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
 struct LabFiles {
     dir: PathBuf,
     ca_cert: PathBuf,
+    ca_key: PathBuf,
+    /// Where the servers' certificates go with `--member-tls`.
+    member_certs: PathBuf,
     cert: PathBuf,
     key: PathBuf,
     token: PathBuf,
@@ -70,6 +82,8 @@ impl LabFiles {
         LabFiles {
             dir: dir.to_path_buf(),
             ca_cert: certs.join("ca.crt"),
+            ca_key: certs.join("ca.key"),
+            member_certs: certs.join("members"),
             cert: certs.join(format!("{fqdn}.crt")),
             key: certs.join(format!("{fqdn}.key")),
             token: dir.join("admin.token"),
@@ -111,6 +125,14 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
     for i in 1..=args.servers {
         let name = format!("EX{i}");
         let fqdn = format!("ex{i}.lab.local");
+        let member_tls = match args.member_tls.then(|| member_cert(&files, &fqdn)) {
+            Some(Ok(files)) => Some(files),
+            Some(Err(e)) => {
+                procs.stop().await;
+                return Err(e);
+            }
+            None => None,
+        };
         let mut cmd = Command::new(&exe);
         cmd.arg("mock-server")
             .args(["--name", &name, "--listen", "127.0.0.1:0", "--fqdn", &fqdn])
@@ -120,6 +142,9 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
             .arg(&files.cert)
             .arg("--shared-key")
             .arg(&files.key);
+        if let Some((cert, key)) = &member_tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
         let (child, line) = match start(cmd, &name, "listening on ").await {
             Ok(started) => started,
             Err(e) => {
@@ -139,8 +164,9 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
             }
         };
         println!(
-            "  {name:<4} pid {:<7} on http://{addr}  ({fqdn})",
-            child.id().unwrap_or(0)
+            "  {name:<4} pid {:<7} on {}://{addr}  ({fqdn})",
+            child.id().unwrap_or(0),
+            if args.member_tls { "https" } else { "http" }
         );
         procs.0.push((name.clone(), child));
         members.push((name, addr, fqdn));
@@ -201,11 +227,7 @@ fn make_lab_dir(files: &LabFiles, args: &LabArgs, domain: &str) -> anyhow::Resul
     let leaf = pki::issue(&ca.cert_pem, &ca.key_pem, &req.csr_pem, 825)
         .context("cannot issue the shared certificate")?;
     write_file(&files.ca_cert, ca.cert_pem.as_bytes(), false)?;
-    write_file(
-        &files.dir.join("certs").join("ca.key"),
-        ca.key_pem.as_bytes(),
-        true,
-    )?;
+    write_file(&files.ca_key, ca.key_pem.as_bytes(), true)?;
     write_file(
         &files.cert,
         format!("{leaf}{}", ca.cert_pem).as_bytes(),
@@ -270,6 +292,36 @@ fall = 2
     )
 }
 
+/// The certificate and key of the mock server `fqdn` for `--member-tls`,
+/// issued by the lab CA on first use and reused after.
+fn member_cert(files: &LabFiles, fqdn: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let cert = files.member_certs.join(format!("{fqdn}.crt"));
+    let key = files.member_certs.join(format!("{fqdn}.key"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read {}: --member-tls needs the lab CA to issue the servers' certificates (remove {} for a new lab)",
+                path.display(),
+                files.dir.display()
+            )
+        })
+    };
+    let ca_cert = read(&files.ca_cert)?;
+    let ca_key = read(&files.ca_key)?;
+    std::fs::create_dir_all(&files.member_certs)
+        .with_context(|| format!("cannot create {}", files.member_certs.display()))?;
+    let req = pki::request(fqdn, &[])
+        .with_context(|| format!("cannot make the certificate request of {fqdn}"))?;
+    let leaf = pki::issue(&ca_cert, &ca_key, &req.csr_pem, 825)
+        .with_context(|| format!("cannot issue the certificate of {fqdn}"))?;
+    write_file(&key, req.key_pem.as_bytes(), true)?;
+    write_file(&cert, format!("{leaf}{ca_cert}").as_bytes(), false)?;
+    Ok((cert, key))
+}
+
 /// Points the config at this run's addresses and mock servers.
 fn update_config(
     files: &LabFiles,
@@ -302,7 +354,16 @@ fn update_config(
         t["name"] = toml_edit::value(name.as_str());
         t["address"] = toml_edit::value(addr.to_string());
         t["fqdn"] = toml_edit::value(fqdn.as_str());
+        if args.member_tls {
+            t["tls"] = toml_edit::value(true);
+        }
         tables.push(t);
+    }
+    if args.member_tls {
+        // The servers' certificates come from the lab CA.
+        let mut t = toml_edit::Table::new();
+        t["ca"] = toml_edit::value("certs/ca.crt");
+        doc["member_tls"] = toml_edit::Item::Table(t);
     }
     doc["member"] = toml_edit::Item::ArrayOfTables(tables);
     let text = doc.to_string();
@@ -456,6 +517,12 @@ fn print_welcome(
         "  Members and health:  http://{}/api/members",
         args.admin
     );
+    if args.member_tls {
+        let _ = writeln!(
+            s,
+            "  To the servers:      HTTPS, their certificates verified against {ca}"
+        );
+    }
     let _ = writeln!(s, "  Admin token:         {}", files.token.display());
     let _ = writeln!(s, "  Config:              {}", files.config.display());
     let _ = writeln!(s);

@@ -117,7 +117,7 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     let snap = Snapshot::build(Arc::clone(&cfg), &registry, &metrics, None)?;
     // Drained members stay drained across restarts: before any traffic.
     admin_state.apply(&snap.upstreams);
-    let health = HealthChecks::start(&cfg, &snap.upstreams, &metrics);
+    let health = HealthChecks::start(&cfg, &snap.upstreams, &snap.connector, &metrics);
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snap),
         tls: ArcSwap::new(tls_config),
@@ -337,7 +337,8 @@ impl Running {
         self.admin.reload(&new, &snap.upstreams)?;
         // Start the new checkers before the old ones stop, so health keeps
         // being watched; the cells they write are shared.
-        let health = HealthChecks::start(&new, &snap.upstreams, &self.shared.metrics);
+        let health =
+            HealthChecks::start(&new, &snap.upstreams, &snap.connector, &self.shared.metrics);
         self.shared.snapshot.store(Arc::new(snap));
         self.health = health;
         self.cfg = new;
@@ -345,7 +346,8 @@ impl Running {
     }
 }
 
-/// Watches the config file and every certificate and key file it names.
+/// Watches the config file and every certificate and key file it names,
+/// the members' CA bundle included.
 fn start_watch(cfg: &Config, tx: mpsc::Sender<()>) -> Option<tls::FileWatcher> {
     let mut files = vec![cfg.path.clone()];
     if cfg.tls.watch {
@@ -354,6 +356,9 @@ fn start_watch(cfg: &Config, tx: mpsc::Sender<()>) -> Option<tls::FileWatcher> {
             if let Some(key) = &ck.key {
                 files.push(key.clone());
             }
+        }
+        if let Some(ca) = &cfg.member_tls.ca {
+            files.push(ca.path.clone());
         }
     }
     match tls::watch_files(files, tx) {
@@ -399,11 +404,28 @@ pub fn check(config_path: &Path) -> anyhow::Result<String> {
             uncovered.join(", ")
         );
     }
+    crate::upstream::tls::client_config(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(format!(
-        "{}: ok ({} members, {} services, certificates: {})",
+        "{}: ok ({} members{}, {} services, certificates: {})",
         config_path.display(),
         cfg.members.len(),
+        member_tls_summary(&cfg),
         cfg.services.len(),
         served.join(", ")
     ))
+}
+
+/// `, N over HTTPS verified against CA` for `check`, when some member
+/// uses TLS.
+fn member_tls_summary(cfg: &Config) -> String {
+    let n = cfg.members.iter().filter(|m| m.tls).count();
+    if n == 0 {
+        return String::new();
+    }
+    let how = match (&cfg.member_tls.ca, cfg.member_tls.verify) {
+        (_, false) => "NOT verified (member_tls.verify = false)".to_string(),
+        (Some(ca), true) => format!("verified against {}", ca.path.display()),
+        (None, true) => "verified".to_string(),
+    };
+    format!(", {n} over HTTPS {how}")
 }

@@ -142,3 +142,74 @@ fn unusable_certificate_exits_1() {
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
     assert!(!stderr(&out).is_empty());
 }
+
+/// `VALID` with EX1 over TLS and `table` added.
+fn with_tls_member(table: &str) -> String {
+    format!(
+        "{}{table}",
+        VALID.replace(
+            "fqdn = \"ex1.lab.local\"\n",
+            "fqdn = \"ex1.lab.local\"\ntls = true\n"
+        )
+    )
+}
+
+#[test]
+fn members_over_https_are_shown_and_their_ca_checked() {
+    let dir = lab();
+    let ca = rcgen::generate_simple_self_signed(vec!["ex1.lab.local".to_string()]).unwrap();
+    std::fs::write(dir.path().join("certs/members-ca.crt"), ca.cert.pem()).unwrap();
+    let config = write(
+        dir.path(),
+        &with_tls_member("\n[member_tls]\nca = \"certs/members-ca.crt\"\n"),
+    );
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let want = format!(
+        "(2 members, 1 over HTTPS verified against {}, ",
+        dir.path().join("certs/members-ca.crt").display()
+    );
+    assert!(stdout.contains(&want), "stdout: {stdout}");
+
+    // No CA and verification on: what to add.
+    let config = write(dir.path(), &with_tls_member(""));
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(1));
+    let want = format!(
+        "{}:18:1: member.tls: member \"EX1\" uses TLS and its certificate is verified, but no CA is set: add [member_tls] with ca = ",
+        config.display()
+    );
+    assert!(stderr(&out).contains(&want), "stderr: {}", stderr(&out));
+
+    // A CA file without a certificate: the file and the reason.
+    let config = write(
+        dir.path(),
+        &with_tls_member("\n[member_tls]\nca = \"certs/mail.lab.com.key\"\n"),
+    );
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(1));
+    let want = format!(
+        "member_tls.ca: file \"{}\" holds no certificate",
+        dir.path().join("certs/mail.lab.com.key").display()
+    );
+    assert!(stderr(&out).contains(&want), "stderr: {}", stderr(&out));
+
+    // verify = false: accepted, and said so.
+    let config = write(
+        dir.path(),
+        &with_tls_member("\n[member_tls]\nverify = false\n"),
+    );
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 over HTTPS NOT verified (member_tls.verify = false)"),
+        "stdout: {stdout}"
+    );
+    assert!(
+        stderr(&out).contains("member_tls.verify = false: the certificates of EX1 are not checked"),
+        "stderr: {}",
+        stderr(&out)
+    );
+}

@@ -85,9 +85,14 @@ impl Lab {
     /// Starts `casarray lab --dir DIR` on free ports, retrying a start that
     /// lost its ports to another process.
     fn start(dir: &Path) -> Lab {
+        Lab::start_with(dir, &[])
+    }
+
+    /// [`Lab::start`] with more `casarray lab` flags.
+    fn start_with(dir: &Path, flags: &[&str]) -> Lab {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Lab::try_start(dir) {
+            match Lab::try_start(dir, flags) {
                 Ok(lab) => return lab,
                 Err(StartError::PortInUse(why)) => last = why,
             }
@@ -95,13 +100,14 @@ impl Lab {
         panic!("lab start lost its ports {START_ATTEMPTS} times: {last}");
     }
 
-    fn try_start(dir: &Path) -> Result<Lab, StartError> {
+    fn try_start(dir: &Path, flags: &[&str]) -> Result<Lab, StartError> {
         let (https, admin) = two_free_ports();
         let mut child = Command::new(BIN)
             .arg("lab")
             .arg("--dir")
             .arg(dir)
             .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -199,14 +205,19 @@ impl Drop for Lab {
     }
 }
 
-/// `  EX1  pid 1234    on http://127.0.0.1:40000  (ex1.lab.local)`.
+/// `  EX1  pid 1234    on http://127.0.0.1:40000  (ex1.lab.local)` (https
+/// with `--member-tls`).
 fn parse_server(line: &str) -> Option<Server> {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         [name, "pid", pid, "on", url, ..] if name.starts_with("EX") => Some(Server {
             name: (*name).to_string(),
             pid: pid.parse().ok()?,
-            addr: url.strip_prefix("http://")?.parse().ok()?,
+            addr: url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))?
+                .parse()
+                .ok()?,
         }),
         _ => None,
     }
@@ -716,6 +727,49 @@ async fn second_run_reuses_the_lab_dir() {
     assert_no_process_uses(&dir);
 }
 
+/// `--member-tls`: the servers serve HTTPS with certificates from the lab
+/// CA, the array verifies them, and clients notice nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_tls_lab_speaks_https_to_the_servers() {
+    let (_tmp, dir) = lab_dir();
+    let mut lab = Lab::start_with(&dir, &["--member-tls"]);
+    assert!(lab.printed("on https://127.0.0.1:"), "servers not on https");
+    assert!(lab.printed("HTTPS, their certificates verified against"));
+    let config = std::fs::read_to_string(dir.join("casarray.toml")).expect("config");
+    assert_eq!(config.matches("tls = true").count(), 2, "{config}");
+    assert!(config.contains("[member_tls]"), "{config}");
+    for server in ["ex1.lab.local", "ex2.lab.local"] {
+        let cert = dir
+            .join("certs")
+            .join("members")
+            .join(format!("{server}.crt"));
+        assert!(cert.exists(), "{}", cert.display());
+    }
+    all_up(&lab).await;
+    let v = support::members(lab.admin).await;
+    assert!(
+        v.as_array().unwrap().iter().all(|m| m["tls"] == true),
+        "{v}"
+    );
+    // The servers speak HTTPS only.
+    assert!(
+        support::http_get(lab.server("EX1").addr, "/owa/healthcheck.htm")
+            .await
+            .is_err()
+    );
+    let client = lab.client();
+    let r = client.get("/owa/healthcheck.htm").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = owa_logon(&client, ALICE).await;
+    let r = client.send(owa_home(&cookie)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", text(&r));
+    let subject = "Over HTTPS to the servers";
+    bob_sends_to_alice(&client, subject).await;
+    assert_eq!(alice_finds(&client, subject).await, 1);
+    assert!(lab.interrupt().success());
+    assert_no_process_uses(&dir);
+}
+
 /// A taken --https (or --admin) port: a clear message, a non-zero exit,
 /// nothing started.
 #[test]
@@ -771,6 +825,8 @@ fn server_lines_parse() {
     assert_eq!(s.name, "EX1");
     assert_eq!(s.pid, 4242);
     assert_eq!(s.addr, "127.0.0.1:40000".parse().unwrap());
+    let s = parse_server("  EX2  pid 4243    on https://127.0.0.1:40001  (ex2.lab.local)").unwrap();
+    assert_eq!(s.addr, "127.0.0.1:40001".parse().unwrap());
     assert!(parse_server("  Metrics:             http://127.0.0.1:9/metrics").is_none());
     assert!(parse_server("EX1 exited (signal: 9): the array carries on").is_none());
 }

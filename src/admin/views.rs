@@ -31,7 +31,7 @@ pub fn members(snap: &Snapshot) -> Value {
     )
 }
 
-/// One member: `{"name","address","fqdn","weight","state":"active"|"draining",
+/// One member: `{"name","address","fqdn","weight","tls","state":"active"|"draining",
 /// "healthy","in_flight","services":{"owa":bool,...},"last_checks":{"owa":
 /// {"at_unix_ms","ok","detail"},...}}`. `healthy` is true when every service
 /// is up on it; `last_checks` has no entry for a service not probed yet.
@@ -58,6 +58,7 @@ pub fn member(snap: &Snapshot, m: usize) -> Value {
         "address": b.address.to_string(),
         "fqdn": b.fqdn,
         "weight": weight,
+        "tls": b.tls.is_some(),
         "state": if b.state.is_draining() { "draining" } else { "active" },
         "healthy": healthy,
         "in_flight": b.state.in_flight(),

@@ -6,9 +6,11 @@
 //!
 //! Layers: `raw` (serde structs mirroring the TOML, unknown keys refused,
 //! spans kept), `validate` (defaults, checks, path resolution), `values`
-//! (checks of single values), `duration`, `profile` (the built-in Exchange
-//! services), `span` (byte offsets to line:col), `error`.
+//! (checks of single values), `ca` (the members' CA bundle, read at load),
+//! `duration`, `profile` (the built-in Exchange services), `span` (byte
+//! offsets to line:col), `error`.
 
+mod ca;
 mod duration;
 mod error;
 mod model;

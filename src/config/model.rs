@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
+
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -22,6 +24,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub rewrite: RewriteConfig,
     pub runtime: RuntimeConfig,
+    /// `[member_tls]`: how members that serve HTTPS are checked.
+    pub member_tls: MemberTlsConfig,
     /// At least one; names unique (case-insensitive).
     pub members: Vec<MemberConfig>,
     pub databases: Vec<DatabaseConfig>,
@@ -77,7 +81,8 @@ pub struct TlsConfig {
     pub handshake_timeout: Duration,
     /// Session tickets and a server-side session cache; default true.
     pub session_resumption: bool,
-    /// Watch certificate files and reload on change; default true.
+    /// Watch certificate files (and `[member_tls] ca`) and reload on
+    /// change; default true.
     pub watch: bool,
 }
 
@@ -159,6 +164,55 @@ pub struct MemberConfig {
     pub fqdn: String,
     /// Share of the traffic against the other members; default 1, 1..=100.
     pub weight: u32,
+    /// HTTPS to this member (`tls = true`); default false: plain HTTP/1.1
+    /// (SSL offloading).
+    pub tls: bool,
+    /// The name sent in SNI and checked against the member's certificate
+    /// (`tls_server_name`, a DNS name or an IP address); default: `fqdn`.
+    /// Used only with `tls`.
+    pub tls_server_name: String,
+}
+
+/// `[member_tls]`: how the array checks the certificates of members with
+/// `tls = true`. The table is optional.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberTlsConfig {
+    /// `ca`: the CAs that sign the members' certificates, read when the
+    /// config is loaded (and on every reload). Default: none, which is an
+    /// error when a member uses TLS with `verify` on.
+    pub ca: Option<CaBundle>,
+    /// `verify`: check each member's certificate (chain to `ca`, validity,
+    /// `tls_server_name`); default true. False accepts any certificate, as
+    /// HAProxy's `ssl verify none` (the handshake's signatures are still
+    /// checked).
+    pub verify: bool,
+}
+
+impl Default for MemberTlsConfig {
+    fn default() -> Self {
+        MemberTlsConfig {
+            ca: None,
+            verify: true,
+        }
+    }
+}
+
+/// A PEM bundle of CA certificates, as read from its file.
+#[derive(Clone, PartialEq)]
+pub struct CaBundle {
+    /// The file, resolved against the config's directory.
+    pub path: PathBuf,
+    /// Every certificate of the file, in order (at least one).
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaBundle")
+            .field("path", &self.path)
+            .field("certs", &self.certs.len())
+            .finish()
+    }
 }
 
 /// `[[database]]`: `Set-MailboxDatabase -RpcClientAccessServer`.

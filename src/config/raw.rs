@@ -26,6 +26,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub runtime: Option<RawRuntime>,
     #[serde(default)]
+    pub member_tls: Option<S<RawMemberTls>>,
+    #[serde(default)]
     pub member: Option<S<Vec<S<RawMember>>>>,
     #[serde(default)]
     pub database: Vec<S<RawDatabase>>,
@@ -126,6 +128,15 @@ pub(crate) struct RawMember {
     pub address: S<String>,
     pub fqdn: Option<S<String>>,
     pub weight: Option<S<u32>>,
+    pub tls: Option<S<bool>>,
+    pub tls_server_name: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMemberTls {
+    pub ca: Option<S<String>>,
+    pub verify: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -144,6 +144,8 @@ fn design_example_parses() {
             address: "127.0.0.1:9001".parse().unwrap(),
             fqdn: "ex1.lab.local".into(),
             weight: 1,
+            tls: false,
+            tls_server_name: "ex1.lab.local".into(),
         }]
     );
     assert_eq!(
@@ -220,6 +222,10 @@ fn defaults() {
     assert_eq!(c.runtime, RuntimeConfig { workers: None });
     assert_eq!(c.members[0].fqdn, "ex1");
     assert_eq!(c.members[0].weight, 1);
+    assert!(!c.members[0].tls);
+    assert_eq!(c.members[0].tls_server_name, "ex1");
+    assert_eq!(c.member_tls, MemberTlsConfig::default());
+    assert!(c.member_tls.verify);
     assert!(c.databases.is_empty());
     assert_eq!(c.services, exchange_profile(Profile::Exchange2013));
 }
@@ -391,7 +397,7 @@ fn toml_and_shape_errors() {
         ),
         (
             format!("{EXAMPLE}\n[listen2]\n"),
-            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `member`, `database`, `service`",
+            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `member_tls`, `member`, `database`, `service`",
         ),
         (
             example_with("rise = 2", "rise = \"2\""),
@@ -493,6 +499,144 @@ fn member_errors() {
         e.starts_with("F:26:11: member.address: cannot resolve \"nohost.invalid:9001\": "),
         "{e}"
     );
+}
+
+/// A CA certificate as PEM.
+fn ca_pem() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).unwrap().pem()
+}
+
+/// `EXAMPLE` with `member` lines added to its member, and `table` before it.
+fn example_member(member: &str, table: &str) -> String {
+    example_with(
+        "fqdn = \"ex1.lab.local\"\n",
+        &format!("fqdn = \"ex1.lab.local\"\n{member}{table}"),
+    )
+}
+
+#[test]
+fn member_tls_keys() {
+    let d = dir();
+    let ca = ca_pem();
+    std::fs::write(d.path("certs/ca.crt"), format!("{ca}{}", ca_pem())).unwrap();
+    let c = d
+        .parse(&example_member(
+            "tls = true\n",
+            "\n[member_tls]\nca = \"certs/ca.crt\"\n",
+        ))
+        .unwrap();
+    let m = &c.members[0];
+    assert!(m.tls);
+    assert_eq!(m.tls_server_name, "ex1.lab.local", "default: the fqdn");
+    let bundle = c.member_tls.ca.as_ref().expect("ca read");
+    assert_eq!(bundle.path, d.path("certs/ca.crt"));
+    assert_eq!(bundle.certs.len(), 2);
+    assert!(c.member_tls.verify);
+    assert!(format!("{bundle:?}").contains("certs: 2"), "{bundle:?}");
+
+    let c = d
+        .parse(&example_member(
+            "tls = true\ntls_server_name = \"EX1.corp.example\"\n",
+            "\n[member_tls]\nverify = false\n",
+        ))
+        .unwrap();
+    assert_eq!(c.members[0].tls_server_name, "EX1.corp.example");
+    assert_eq!(
+        c.member_tls,
+        MemberTlsConfig {
+            ca: None,
+            verify: false
+        }
+    );
+    let c = d
+        .parse(&example_member(
+            "tls = true\ntls_server_name = \"10.0.0.5\"\n",
+            "\n[member_tls]\nverify = false\n",
+        ))
+        .unwrap();
+    assert_eq!(c.members[0].tls_server_name, "10.0.0.5");
+    // tls = false needs no CA; a [member_tls] without TLS members is fine.
+    let c = d.parse(&example_member("tls = false\n", "")).unwrap();
+    assert!(!c.members[0].tls);
+    let c = d
+        .parse(&example_member(
+            "",
+            "\n[member_tls]\nca = \"certs/ca.crt\"\nverify = true\n",
+        ))
+        .unwrap();
+    assert!(c.member_tls.ca.is_some());
+}
+
+#[test]
+fn member_tls_errors() {
+    let d = dir();
+    std::fs::write(d.path("certs/ca.crt"), ca_pem()).unwrap();
+    std::fs::write(d.path("certs/empty.crt"), "no PEM here\n").unwrap();
+    std::fs::write(
+        d.path("certs/bad.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let p = |rel: &str| d.path(rel).display().to_string();
+    let cases = [
+        (
+            example_member("tls = true\n", ""),
+            "F:28:1: member.tls: member \"EX1\" uses TLS and its certificate is verified, but no CA is set: add [member_tls] with ca = \"<PEM file of the CA that signs the members' certificates>\" (or verify = false to accept any certificate)".to_string(),
+        ),
+        (
+            example_member("tls = true\n", "\n[member_tls]\nverify = true\n"),
+            "F:28:1: member.tls: member \"EX1\" uses TLS and its certificate is verified, but no CA is set: add [member_tls] with ca = \"<PEM file of the CA that signs the members' certificates>\" (or verify = false to accept any certificate)".to_string(),
+        ),
+        (
+            example_member("tls_server_name = \"ex1.lab.local\"\n", ""),
+            "F:28:1: member.tls_server_name: member \"EX1\" does not use TLS: add tls = true, or remove tls_server_name".to_string(),
+        ),
+        (
+            example_member(
+                "tls = true\ntls_server_name = \"ex1_lab\"\n",
+                "\n[member_tls]\nverify = false\n",
+            ),
+            "F:29:19: member.tls_server_name: \"ex1_lab\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed (nor an IP address)".to_string(),
+        ),
+        (
+            example_member("tls = \"yes\"\n", ""),
+            "F:28:7: invalid type: string \"yes\", expected a boolean".to_string(),
+        ),
+        (
+            example_member("", "\n[member_tls]\nca = \"certs/nope.crt\"\n"),
+            format!("F:30:1: member_tls.ca: file \"{}\" not found", p("certs/nope.crt")),
+        ),
+        (
+            example_member("", "\n[member_tls]\nca = \"certs/empty.crt\"\n"),
+            format!(
+                "F:30:1: member_tls.ca: file \"{}\" holds no certificate (expected PEM \"-----BEGIN CERTIFICATE-----\" sections)",
+                p("certs/empty.crt")
+            ),
+        ),
+        (
+            example_member("", "\n[member_tls]\nca = \"\"\n"),
+            "F:30:6: member_tls.ca: empty path".to_string(),
+        ),
+        (
+            example_member("", "\n[member_tls]\ncafile = \"certs/ca.crt\"\n"),
+            "F:30:1: unknown key `cafile`, expected `ca` or `verify`".to_string(),
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
+    let e = d.error(&example_member(
+        "",
+        "\n[member_tls]\nca = \"certs/bad.crt\"\n",
+    ));
+    let want = format!(
+        "F:30:1: member_tls.ca: file \"{}\" certificate 1 of 1 cannot be used as a CA: ",
+        p("certs/bad.crt")
+    );
+    assert!(e.starts_with(&want), "{e}");
 }
 
 #[test]

@@ -31,7 +31,8 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let proxy = cx.proxy(raw.proxy.as_ref())?;
     let rewrite = cx.rewrite(raw.rewrite.as_ref())?;
     let runtime = cx.runtime(raw.runtime.as_ref())?;
-    let members = cx.members(raw.member.as_ref())?;
+    let member_tls = cx.member_tls(raw.member_tls.as_ref())?;
+    let members = cx.members(raw.member.as_ref(), &member_tls)?;
     let databases = cx.databases(&raw.database)?;
     let services = cx.services(&raw.service, profile)?;
     Ok(Config {
@@ -44,6 +45,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         proxy,
         rewrite,
         runtime,
+        member_tls,
         members,
         databases,
         services,
@@ -414,9 +416,33 @@ impl Ctx<'_> {
         Ok(RuntimeConfig { workers })
     }
 
+    fn member_tls(&self, raw: Option<&S<RawMemberTls>>) -> Result<MemberTlsConfig, ConfigError> {
+        let Some(t) = raw.map(S::get_ref) else {
+            return Ok(MemberTlsConfig::default());
+        };
+        let ca = match &t.ca {
+            Some(value) => {
+                let path = self.existing_file("member_tls.ca", value)?;
+                let certs = super::ca::read_bundle(&path).map_err(|why| {
+                    self.at_key(
+                        value.span(),
+                        format!("member_tls.ca: file \"{}\" {why}", path.display()),
+                    )
+                })?;
+                Some(CaBundle { path, certs })
+            }
+            None => None,
+        };
+        Ok(MemberTlsConfig {
+            ca,
+            verify: t.verify.as_ref().is_none_or(|v| *v.get_ref()),
+        })
+    }
+
     fn members(
         &self,
         raw: Option<&S<Vec<S<RawMember>>>>,
+        member_tls: &MemberTlsConfig,
     ) -> Result<Vec<MemberConfig>, ConfigError> {
         let Some(list) = raw.filter(|l| !l.get_ref().is_empty()) else {
             let span = raw.map_or(0..0, S::span);
@@ -468,6 +494,33 @@ impl Ctx<'_> {
                 Some(w) => *w.get_ref(),
                 None => 1,
             };
+            let tls = m.tls.as_ref().is_some_and(|t| *t.get_ref());
+            let tls_server_name = match &m.tls_server_name {
+                Some(_) if !tls => {
+                    let span = m.tls_server_name.as_ref().map_or(0..0, S::span);
+                    return Err(self.at_key(
+                        span,
+                        format!(
+                            "member.tls_server_name: member \"{name}\" does not use TLS: add tls = true, or remove tls_server_name"
+                        ),
+                    ));
+                }
+                Some(n) => {
+                    self.check("member.tls_server_name", n, |s| values::tls_server_name(s))?;
+                    n.get_ref().clone()
+                }
+                None => fqdn.clone(),
+            };
+            if let Some(t) = m.tls.as_ref().filter(|_| tls) {
+                if member_tls.verify && member_tls.ca.is_none() {
+                    return Err(self.at_key(
+                        t.span(),
+                        format!(
+                            "member.tls: member \"{name}\" uses TLS and its certificate is verified, but no CA is set: add [member_tls] with ca = \"<PEM file of the CA that signs the members' certificates>\" (or verify = false to accept any certificate)"
+                        ),
+                    ));
+                }
+            }
             name_spans.push(m.name.span());
             members.push(MemberConfig {
                 name: name.clone(),
@@ -475,6 +528,8 @@ impl Ctx<'_> {
                 address,
                 fqdn,
                 weight,
+                tls,
+                tls_server_name,
             });
         }
         Ok(members)

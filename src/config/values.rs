@@ -36,6 +36,15 @@ pub(crate) fn dns_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A TLS server name (`tls_server_name`): a DNS name, or an IP address
+/// for a member whose certificate names its address.
+pub(crate) fn tls_server_name(s: &str) -> Result<(), String> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    dns_name(s).map_err(|e| format!("{e} (nor an IP address)"))
+}
+
 /// A member name (`EX1`): it appears in admin URLs and metric labels, so
 /// letters, digits, `-`, `_` and `.`, at most 64 characters.
 pub(crate) fn member_name(s: &str) -> Result<(), String> {
@@ -221,6 +230,10 @@ mod tests {
             assert!(dns_name(bad).is_err(), "{bad:?}");
         }
         assert!(dns_name(&"a".repeat(64)).is_err());
+        assert!(tls_server_name("ex1.lab.local").is_ok());
+        assert!(tls_server_name("10.0.0.5").is_ok());
+        assert!(tls_server_name("::1").is_ok());
+        assert!(tls_server_name("ex1_lab").is_err());
         assert_eq!(
             dns_name("a b").unwrap_err(),
             "\"a b\" is not a valid DNS name: only letters, digits, '-' and '.' are allowed"

@@ -368,7 +368,11 @@ async fn pin_member(snap: &Snapshot, ctx: &ConnCtx, s: usize) -> Option<Pinned> 
         };
         tried.push(m);
         let backend = &upstreams.backends()[m];
-        let sender = match snap.connector.connect(backend.address).await {
+        let sender = match snap
+            .connector
+            .connect(backend.address, backend.tls.as_ref())
+            .await
+        {
             Ok(sender) => sender,
             Err(e @ ConnectError::Handshake { .. }) => {
                 upstreams.eject(m, s, &error_chain(&e));
@@ -464,8 +468,11 @@ async fn send_pooled(
             },
         }
     }
-    let address = snap.upstreams.backends()[m].address;
-    let mut sender = snap.connector.connect(address).await?;
+    let backend = &snap.upstreams.backends()[m];
+    let mut sender = snap
+        .connector
+        .connect(backend.address, backend.tls.as_ref())
+        .await?;
     match sender.try_send_request(req).await {
         Ok(resp) => Ok((resp, sender)),
         Err(mut e) => Err(match e.take_message() {

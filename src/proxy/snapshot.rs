@@ -9,6 +9,7 @@ use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::{Histogram, IntCounter};
+use rustls_pki_types::ServerName;
 
 use super::replay::ReplayBody;
 use super::router::Router;
@@ -45,10 +46,13 @@ pub struct Snapshot {
     pub router: Router,
     pub services: Box<[ServiceRt]>,
     pub plan: Arc<RewritePlan>,
-    /// Makes new member connections.
+    /// Makes new member connections (and health probes' connections): one
+    /// TLS client configuration per snapshot, so sessions resume.
     pub connector: Connector,
     /// Idle connections per member, indexed like `upstreams.backends()`;
-    /// carried over a reload for members whose name and address stay.
+    /// carried over a reload for members whose name, address and TLS
+    /// target stay (for TLS members, `[member_tls]` too: a connection
+    /// verified against an old CA is not kept).
     pub pools: Box<[Arc<Pool<ReplayBody>>]>,
     /// Host names clients may use (lowercase, no port).
     pub hosts: Box<[String]>,
@@ -75,7 +79,8 @@ impl Snapshot {
             .iter()
             .map(|b| {
                 previous
-                    .and_then(|p| p.pool_of(&b.name, b.address))
+                    .filter(|p| b.tls.is_none() || p.cfg.member_tls == cfg.member_tls)
+                    .and_then(|p| p.pool_of(&b.name, b.address, b.tls.as_ref()))
                     .unwrap_or_default()
             })
             .collect();
@@ -135,7 +140,7 @@ impl Snapshot {
         let public_origin = HeaderValue::from_str(&format!("https://{public}"))
             .unwrap_or_else(|_| HeaderValue::from_static("https://localhost"));
         Ok(Snapshot {
-            connector: Connector::new(&cfg.proxy),
+            connector: Connector::new(&cfg)?,
             pools,
             http1: http1_builder(&cfg),
             http2: http2_builder(&cfg),
@@ -149,10 +154,17 @@ impl Snapshot {
         })
     }
 
-    /// The pool of the member named `name` at `address`, if it has one.
-    fn pool_of(&self, name: &str, address: std::net::SocketAddr) -> Option<Arc<Pool<ReplayBody>>> {
+    /// The pool of the member named `name` at `address`, reached the same
+    /// way (`tls`: plain, or TLS to the same server name), if it has one.
+    fn pool_of(
+        &self,
+        name: &str,
+        address: std::net::SocketAddr,
+        tls: Option<&ServerName<'static>>,
+    ) -> Option<Arc<Pool<ReplayBody>>> {
         let m = self.upstreams.find(name)?;
-        (self.upstreams.backends()[m].address == address).then(|| Arc::clone(&self.pools[m]))
+        let b = &self.upstreams.backends()[m];
+        (b.address == address && b.tls.as_ref() == tls).then(|| Arc::clone(&self.pools[m]))
     }
 
     /// Drops idle member connections past `proxy.pool_idle_timeout`.

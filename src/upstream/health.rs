@@ -39,9 +39,15 @@ impl Drop for HealthChecks {
 }
 
 impl HealthChecks {
-    /// Starts a checker for every (member, service) of `upstreams`.
-    pub fn start(cfg: &Config, upstreams: &Arc<Upstreams>, metrics: &Metrics) -> Self {
-        let connector = Connector::new(&cfg.proxy);
+    /// Starts a checker for every (member, service) of `upstreams`; probes
+    /// connect with `connector` (the snapshot's, so that they use the same
+    /// TLS configuration as requests).
+    pub fn start(
+        cfg: &Config,
+        upstreams: &Arc<Upstreams>,
+        connector: &Connector,
+        metrics: &Metrics,
+    ) -> Self {
         let mut tasks = Vec::new();
         for (m, backend) in upstreams.backends().iter().enumerate() {
             for (s, service) in cfg.services.iter().enumerate() {
@@ -54,6 +60,7 @@ impl HealthChecks {
                     service: s,
                     service_name: service.name.clone(),
                     address: backend.address,
+                    tls: backend.tls.clone(),
                     path: service.health.clone(),
                     host: backend.fqdn.clone(),
                     interval: cfg.health.interval,
@@ -82,6 +89,8 @@ struct Probe {
     service: usize,
     service_name: String,
     address: std::net::SocketAddr,
+    /// The member's TLS server name; `None`: plain HTTP.
+    tls: Option<rustls_pki_types::ServerName<'static>>,
     path: String,
     host: String,
     interval: Duration,
@@ -153,14 +162,18 @@ impl Probe {
             Some(conn) => conn,
             None => self
                 .connector
-                .connect(self.address)
+                .connect(self.address, self.tls.as_ref())
                 .await
                 .map_err(|e| error_chain(&e))?,
         };
-        let resp = conn
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+        let resp = conn.send_request(req).await.map_err(|e| {
+            let hint = if self.tls.is_none() && e.is_parse() {
+                " (the answer is not HTTP: if the member serves HTTPS on this port, set tls = true)"
+            } else {
+                ""
+            };
+            format!("request failed: {}{hint}", error_chain(&e))
+        })?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), MAX_HEALTH_BODY)
             .collect()

@@ -1,5 +1,5 @@
-//! The members behind the array: their live state, balancing, health checks
-//! and the connection pool.
+//! The members behind the array: their live state, balancing, health checks,
+//! connections (TLS for members that serve HTTPS) and the connection pool.
 //!
 //! [`Upstreams`] is built from one config and swapped whole on reload; the
 //! per-member state it points to ([`member::MemberState`]) lives in a
@@ -11,11 +11,13 @@ pub mod connect;
 pub mod health;
 pub mod member;
 pub mod pool;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::uri::Authority;
+use rustls_pki_types::ServerName;
 
 use crate::admin::Metrics;
 use crate::config::Config;
@@ -30,6 +32,10 @@ pub struct Backend {
     pub address: SocketAddr,
     /// `address` as a URI authority, made once.
     pub authority: Authority,
+    /// `Some(tls_server_name)` for a member with `tls = true`: connections
+    /// to it are HTTPS, with this name in SNI and checked against its
+    /// certificate. `None`: plain HTTP.
+    pub tls: Option<ServerName<'static>>,
     pub weight: u32,
     /// The opaque name of this member in affinity cookies.
     pub token: String,
@@ -68,6 +74,10 @@ pub struct Upstreams {
 pub enum UpstreamError {
     #[error("member {name}: address {address} cannot be used as a URI authority")]
     BadAuthority { name: String, address: SocketAddr },
+    #[error("member {name}: tls_server_name {server_name:?} is not a TLS server name")]
+    BadServerName { name: String, server_name: String },
+    #[error(transparent)]
+    Tls(#[from] tls::MemberTlsError),
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -92,6 +102,17 @@ impl Upstreams {
                         name: m.name.clone(),
                         address: m.address,
                     })?;
+            let tls = m
+                .tls
+                .then(|| {
+                    ServerName::try_from(m.tls_server_name.clone()).map_err(|_| {
+                        UpstreamError::BadServerName {
+                            name: m.name.clone(),
+                            server_name: m.tls_server_name.clone(),
+                        }
+                    })
+                })
+                .transpose()?;
             let state = registry.member(&m.name, m.address);
             let cells = cfg.services.iter().map(|s| state.cell(&s.name)).collect();
             backends.push(Backend {
@@ -101,6 +122,7 @@ impl Upstreams {
                 fqdn: m.fqdn.clone(),
                 address: m.address,
                 authority,
+                tls,
                 state,
                 cells,
             });

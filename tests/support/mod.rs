@@ -69,6 +69,52 @@ pub fn make_certs_named(dir: &Path, stem: &str, names: &[&str]) -> TestCerts {
     }
 }
 
+/// A CA of its own (named `name`), whose certificate is `DIR/<stem>.crt`,
+/// issuing leaf certificates: for members that serve HTTPS.
+pub struct TestCa {
+    /// The CA certificate file.
+    pub path: PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    dir: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path, stem: &str, name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        let path = dir.join(format!("{stem}.crt"));
+        std::fs::write(&path, cert.pem()).unwrap();
+        TestCa {
+            path,
+            issuer: Issuer::new(params, key),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// A leaf for `names` signed by this CA, written to `<stem>.crt` (leaf
+    /// then CA) and `<stem>.key`; returns (certificate, key).
+    pub fn issue(&self, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        let leaf = params.signed_by(&key, &self.issuer).unwrap();
+        let ca = std::fs::read_to_string(&self.path).unwrap();
+        let cert = self.dir.join(format!("{stem}.crt"));
+        let key_path = self.dir.join(format!("{stem}.key"));
+        std::fs::write(&cert, format!("{}{ca}", leaf.pem())).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert, key_path)
+    }
+}
+
 /// A child process killed when dropped.
 pub struct Proc {
     pub child: Child,
