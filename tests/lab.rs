@@ -182,6 +182,19 @@ impl Lab {
         wait_exit(&mut self.child, LAB_STOP).expect("lab did not stop within 60 s of SIGINT")
     }
 
+    /// Whether some stdout line contains `text` within 30 s: the welcome
+    /// block follows the "is up" line and is read by another thread.
+    async fn prints(&self, text: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.printed(text) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// Whether some stdout line contains `text`.
     fn printed(&self, text: &str) -> bool {
         self.out
@@ -734,7 +747,7 @@ async fn member_tls_lab_speaks_https_to_the_servers() {
     let (_tmp, dir) = lab_dir();
     let mut lab = Lab::start_with(&dir, &["--member-tls"]);
     assert!(lab.printed("on https://127.0.0.1:"), "servers not on https");
-    assert!(lab.printed("HTTPS, their certificates verified against"));
+    assert!(lab.prints("HTTPS, their certificates verified against").await);
     let config = std::fs::read_to_string(dir.join("casarray.toml")).expect("config");
     assert_eq!(config.matches("tls = true").count(), 2, "{config}");
     assert!(config.contains("[member_tls]"), "{config}");
