@@ -43,6 +43,9 @@ use crate::upstream::member::InFlight;
 /// Most members one request tries.
 const MAX_ATTEMPTS: usize = 8;
 
+/// Most kept connections one attempt tries before it makes a new one.
+const MAX_POOLED_TRIES: usize = 4;
+
 /// How an attempt failed.
 enum Failure {
     /// The member could not be reached: nothing was sent.
@@ -455,7 +458,11 @@ async fn send_pooled(
 ) -> Result<(Response<Incoming>, SendRequest<ReplayBody>), SendError> {
     let pool = &snap.pools[m];
     let mut req = upstream_request(out);
-    while let Some(mut sender) = pool.checkout(snap.cfg.proxy.pool_idle_timeout) {
+    // Bounded: other requests put connections back meanwhile.
+    for _ in 0..MAX_POOLED_TRIES {
+        let Some(mut sender) = pool.checkout(snap.cfg.proxy.pool_idle_timeout) else {
+            break;
+        };
         match sender.try_send_request(req).await {
             Ok(resp) => return Ok((resp, sender)),
             Err(mut e) => match e.take_message() {
