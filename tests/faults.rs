@@ -49,6 +49,8 @@ enum Mode {
     /// Answers the first request of a connection; closes the connection
     /// without answering at the second (its keep-alive ran out just then).
     AnswerOncePerConnection,
+    /// The same, resetting the connection (RST) instead of closing it.
+    AnswerOnceThenReset,
 }
 
 impl Mode {
@@ -62,6 +64,7 @@ impl Mode {
             6 => Mode::Garbage,
             7 => Mode::ReadBodyThenClose,
             8 => Mode::AnswerOncePerConnection,
+            9 => Mode::AnswerOnceThenReset,
             _ => Mode::Normal,
         }
     }
@@ -311,6 +314,16 @@ async fn serve_fake(stream: TcpStream, st: Arc<FakeState>) {
             Mode::ReadBodyThenClose => return,
             Mode::AnswerOncePerConnection => {
                 if round > 0 || out.write_all(normal.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            Mode::AnswerOnceThenReset => {
+                if round > 0 {
+                    // Linger 0: the close sends RST, not FIN.
+                    let _ = socket2::SockRef::from(&*out).set_linger(Some(Duration::ZERO));
+                    return;
+                }
+                if out.write_all(normal.as_bytes()).await.is_err() {
                     return;
                 }
             }
@@ -627,8 +640,17 @@ async fn member_answering_garbage_gives_502_or_a_replay() {
 /// request goes again on a new connection, nobody is ejected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_connection_closed_under_a_request_is_not_a_failure() {
+    kept_connection_ends_under_a_request(Mode::AnswerOncePerConnection).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_connection_reset_under_a_request_is_not_a_failure() {
+    kept_connection_ends_under_a_request(Mode::AnswerOnceThenReset).await;
+}
+
+async fn kept_connection_ends_under_a_request(mode: Mode) {
     let fake = FakeMember::start("EX1").await;
-    fake.set_mode(Mode::AnswerOncePerConnection, false);
+    fake.set_mode(mode, false);
     let lab = lab(&[("EX1", fake.addr, 1)], "");
     wait_up(lab.addrs.admin, &["EX1"], "ews").await;
     let mut conn = lab.client.connect().await.unwrap();

@@ -228,15 +228,7 @@ async fn forward_pooled(
                     sender,
                     max_idle: snap.cfg.proxy.pool_max_idle_per_member,
                 };
-                let mut resp = answer(
-                    snap,
-                    metrics,
-                    (m, s),
-                    resp,
-                    (guard, Some(reuse)),
-                    attempts,
-                    out,
-                );
+                let mut resp = answer(snap, (m, s), resp, (guard, Some(reuse)), attempts, out);
                 if let Some(c) = set_cookie {
                     resp.headers_mut().append(header::SET_COOKIE, c);
                 }
@@ -335,7 +327,7 @@ async fn forward_pinned(
     match tokio::time::timeout(svc.response_timeout, sent).await {
         Ok(Ok(resp)) => {
             drop(slot);
-            Ok(answer(snap, metrics, (m, s), resp, (guard, None), 1, out))
+            Ok(answer(snap, (m, s), resp, (guard, None), 1, out))
         }
         Ok(Err(e)) => {
             let why = error_chain(&e);
@@ -489,15 +481,31 @@ async fn send_pooled(
     }
 }
 
-/// The connection closed before any byte of the answer.
+/// The connection ended before any byte of the answer: closed (FIN) or
+/// reset, as a member's close meeting a request in flight ends it.
 fn closed_unanswered(e: &hyper::Error) -> bool {
-    e.is_incomplete_message() || e.is_canceled()
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut cur = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{
+                BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof,
+            };
+            return matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+            );
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Counts, logs and converts the answer of member `at.0` for service `at.1`.
 fn answer(
     snap: &Snapshot,
-    metrics: &Metrics,
     at: (usize, usize),
     resp: Response<Incoming>,
     (guard, reuse): (InFlight, Option<Reuse>),
@@ -507,10 +515,7 @@ fn answer(
     let (m, s) = at;
     let svc = &snap.services[s];
     let member = &snap.upstreams.backends()[m].name;
-    metrics
-        .requests
-        .with_label_values(&[&svc.name, member, resp.status().as_str()])
-        .inc();
+    svc.requests[m].inc(resp.status());
     svc.duration.observe(out.started.elapsed().as_secs_f64());
     let mut log = out.log;
     if let Some(log) = log.as_mut() {

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod body;
 pub mod conn;
+pub mod counters;
 pub mod forward;
 pub mod headers;
 pub mod idle;

@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::{Histogram, IntCounter};
 use rustls_pki_types::ServerName;
 
+use super::counters::RequestCounters;
 use super::replay::ReplayBody;
 use super::router::Router;
 use crate::admin::Metrics;
@@ -37,6 +38,8 @@ pub struct ServiceRt {
     pub retries: IntCounter,
     pub rewrites: IntCounter,
     pub affinity_moves: IntCounter,
+    /// `casarray_requests_total` per member, indexed like the backends.
+    pub requests: Box<[RequestCounters]>,
 }
 
 /// One config, ready to serve.
@@ -100,6 +103,11 @@ impl Snapshot {
                 duration: metrics.request_duration.with_label_values(&[&s.name]),
                 retries: metrics.upstream_retries.with_label_values(&[&s.name]),
                 rewrites: metrics.rewrites.with_label_values(&[&s.name]),
+                requests: upstreams
+                    .backends()
+                    .iter()
+                    .map(|b| RequestCounters::new(&metrics.requests, &s.name, &b.name))
+                    .collect(),
             })
             .collect();
         let identities: Vec<MemberIdentity> = cfg
