@@ -89,13 +89,20 @@ fn watch_error(path: Option<&Path>, error: notify::Error) -> TlsError {
 
 /// Turns bursts of change notices into single signals. Returns when the
 /// watcher is dropped (its sender with it) or the receiver of `tx` is gone.
+///
+/// A change still being debounced when the watcher is dropped is signalled
+/// anyway: the caller drops a watch when it replaces it after a reload, and
+/// a change made while that reload read the files would otherwise be lost.
 fn debounce(changed: &std_mpsc::Receiver<()>, tx: &mpsc::Sender<()>) {
     while changed.recv().is_ok() {
         for _ in 0..MAX_DEBOUNCE_ROUNDS {
             match changed.recv_timeout(DEBOUNCE) {
                 Ok(()) => continue,
                 Err(std_mpsc::RecvTimeoutError::Timeout) => break,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = tx.try_send(());
+                    return;
+                }
             }
         }
         if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
@@ -201,6 +208,16 @@ mod tests {
         ] {
             assert!(!targets.touched_by(&event(kind, &cert)), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_change_pending_when_the_watch_is_dropped_is_still_signalled() {
+        let (changed_tx, changed_rx) = std_mpsc::channel();
+        let (tx, mut rx) = mpsc::channel(1);
+        changed_tx.send(()).unwrap();
+        drop(changed_tx);
+        debounce(&changed_rx, &tx);
+        assert_eq!(rx.try_recv(), Ok(()));
     }
 
     async fn next_signal(rx: &mut mpsc::Receiver<()>) -> Option<()> {
