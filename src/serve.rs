@@ -217,15 +217,13 @@ async fn supervise(
             _ = sweep.tick() => running.shared.snapshot.load().sweep_pools(),
             Some(()) = next_signal(&mut hup) => {
                 tracing::info!("SIGHUP: reloading");
-                if running.reload() {
-                    watcher = start_watch(&running.cfg, reload_tx.clone());
-                }
+                running.reload();
+                watcher = start_watch(&running.cfg, reload_tx.clone());
             }
             Some(()) = reload_rx.recv() => {
                 tracing::info!("config or certificate file changed: reloading");
-                if running.reload() {
-                    watcher = start_watch(&running.cfg, reload_tx.clone());
-                }
+                running.reload();
+                watcher = start_watch(&running.cfg, reload_tx.clone());
             }
             Some(()) = next_signal(&mut term) => { tracing::info!("SIGTERM: stopping"); break; }
             Some(()) = next_signal(&mut int) => { tracing::info!("SIGINT: stopping"); break; }
@@ -290,20 +288,20 @@ async fn next_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> 
 }
 
 impl Running {
-    /// Reloads config and certificates; returns true when the new config
-    /// was taken (the file watch must then follow its files).
-    fn reload(&mut self) -> bool {
+    /// Reloads config and certificates. The caller then builds a new file
+    /// watch whether or not the new config was taken: a taken one may name
+    /// other files, and a refused one may have come from a symlink swap
+    /// (Kubernetes' `..data`), after which the same paths lead elsewhere.
+    fn reload(&mut self) {
         let metrics = self.shared.metrics.clone();
         match self.try_reload() {
             Ok(()) => {
                 metrics.config_reloads.with_label_values(&["success"]).inc();
                 tracing::info!("reload done");
-                true
             }
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["failure"]).inc();
                 tracing::error!("reload refused, the old config keeps serving: {e:#}");
-                false
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Live certificate rotation: new handshakes get the new certificate,
 //! nobody fails while it changes, and a broken file leaves the old one
-//! serving.
+//! serving; also when the files are links swapped as Kubernetes does.
 
 mod support;
 
@@ -283,4 +283,144 @@ async fn sighup_reloads_the_certificate() {
         .await
             >= 1.0
     );
+}
+
+/// A volume laid out as Kubernetes mounts a Secret or ConfigMap: the files
+/// in a timestamped directory, `..data` pointing at it, and each file a link
+/// through `..data`.
+struct KubeVolume {
+    root: std::path::PathBuf,
+    current: String,
+}
+
+impl KubeVolume {
+    fn new(root: &Path, stamp: &str, files: &[(&str, &str)]) -> Self {
+        let volume = KubeVolume {
+            root: root.to_path_buf(),
+            current: stamp.to_string(),
+        };
+        volume.write_dir(stamp, files);
+        std::os::unix::fs::symlink(stamp, root.join("..data")).unwrap();
+        for (name, _) in files {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), root.join(name)).unwrap();
+        }
+        volume
+    }
+
+    fn write_dir(&self, stamp: &str, files: &[(&str, &str)]) {
+        let dir = self.root.join(stamp);
+        std::fs::create_dir(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    }
+
+    /// An update as the kubelet makes it: a new timestamped directory, a
+    /// new `..data` link renamed over the old one, the old directory removed.
+    fn update(&mut self, stamp: &str, files: &[(&str, &str)]) {
+        self.write_dir(stamp, files);
+        let staged = self.root.join("..data_tmp");
+        std::os::unix::fs::symlink(stamp, &staged).unwrap();
+        std::fs::rename(&staged, self.root.join("..data")).unwrap();
+        std::fs::remove_dir_all(self.root.join(&self.current)).unwrap();
+        self.current = stamp.to_string();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_data_swap_reloads_and_a_broken_one_is_refused() {
+    let dir = tempdir();
+    let root = dir.path();
+    let ca = new_ca();
+    let (chain1, key1) = leaf(&ca, false);
+    let certs = TestCerts {
+        ca_pem: ca.pem.clone(),
+        cert: root.join("mail.crt"),
+        key: root.join("mail.key"),
+    };
+    let ex1 = EchoBackend::start("EX1").await;
+    let toml = config_toml(&certs, &[("EX1", ex1.addr)], "");
+    let mut volume = KubeVolume::new(
+        root,
+        "..2026_11_24_10_00_00.1",
+        &[
+            ("casarray.toml", &toml),
+            ("mail.crt", &chain1),
+            ("mail.key", &key1),
+        ],
+    );
+    let (_array, addrs) = spawn_array(&root.join("casarray.toml"));
+    let client = Client::h1(addrs.https, &ca.pem);
+    let first = served_serial(&client).await.unwrap();
+    let failures = || {
+        metric(
+            addrs.admin,
+            "casarray_config_reloads_total",
+            &[("result", "failure")],
+        )
+    };
+
+    let (chain2, key2) = leaf(&ca, false);
+    volume.update(
+        "..2026_11_24_10_05_00.2",
+        &[
+            ("casarray.toml", &toml),
+            ("mail.crt", &chain2),
+            ("mail.key", &key2),
+        ],
+    );
+    wait_until(
+        "new certificate after the ..data swap",
+        Duration::from_secs(20),
+        || async {
+            served_serial(&client)
+                .await
+                .map(|s| s != first)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let second = served_serial(&client).await.unwrap();
+
+    // A broken certificate is refused and the swapped-in one keeps serving.
+    let refused_before = failures().await;
+    volume.update(
+        "..2026_11_24_10_10_00.3",
+        &[
+            ("casarray.toml", &toml),
+            (
+                "mail.crt",
+                "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
+            ),
+            ("mail.key", &key2),
+        ],
+    );
+    wait_until("broken swap refused", Duration::from_secs(20), || async {
+        failures().await > refused_before
+    })
+    .await;
+    assert_eq!(served_serial(&client).await.unwrap(), second);
+
+    // The watch still follows the links after the refused reload.
+    let (chain3, key3) = leaf(&ca, false);
+    volume.update(
+        "..2026_11_24_10_15_00.4",
+        &[
+            ("casarray.toml", &toml),
+            ("mail.crt", &chain3),
+            ("mail.key", &key3),
+        ],
+    );
+    wait_until(
+        "certificate after the fixed swap",
+        Duration::from_secs(20),
+        || async {
+            served_serial(&client)
+                .await
+                .map(|s| s != second)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    assert_eq!(client.get("/owa/").await.unwrap().status(), 200);
 }
