@@ -747,7 +747,10 @@ async fn member_tls_lab_speaks_https_to_the_servers() {
     let (_tmp, dir) = lab_dir();
     let mut lab = Lab::start_with(&dir, &["--member-tls"]);
     assert!(lab.printed("on https://127.0.0.1:"), "servers not on https");
-    assert!(lab.prints("HTTPS, their certificates verified against").await);
+    assert!(
+        lab.prints("HTTPS, their certificates verified against")
+            .await
+    );
     let config = std::fs::read_to_string(dir.join("casarray.toml")).expect("config");
     assert_eq!(config.matches("tls = true").count(), 2, "{config}");
     assert!(config.contains("[member_tls]"), "{config}");
