@@ -259,8 +259,8 @@ fn initial_config(args: &LabArgs, domain: &str) -> String {
     }
     format!(
         r#"# casarray lab: written by `casarray lab` on its first run, reused after.
-# `casarray lab` rewrites the [listen] addresses and the [[member]] tables on
-# every start; edit the rest freely.
+# `casarray lab` rewrites the [listen] addresses, [array] public_port (the
+# --https port) and the [[member]] tables on every start; edit the rest freely.
 
 [array]
 name = "{fqdn}"
@@ -322,7 +322,8 @@ fn member_cert(files: &LabFiles, fqdn: &str) -> anyhow::Result<(PathBuf, PathBuf
     Ok((cert, key))
 }
 
-/// Points the config at this run's addresses and mock servers.
+/// Points the config at this run's addresses (and `[array] public_port` at
+/// the --https port) and mock servers.
 fn update_config(
     files: &LabFiles,
     args: &LabArgs,
@@ -348,6 +349,18 @@ fn update_config(
     }
     doc["listen"]["https"] = toml_edit::value(args.https.to_string());
     doc["listen"]["admin"] = toml_edit::value(args.admin.to_string());
+    // Clients reach the lab on --https's port: the URLs the array writes
+    // must name it (443 is the default; port 0 names nothing).
+    if let Some(array) = doc.get_mut("array").and_then(|a| a.as_table_like_mut()) {
+        match args.https.port() {
+            0 | 443 => {
+                array.remove("public_port");
+            }
+            port => {
+                array.insert("public_port", toml_edit::value(i64::from(port)));
+            }
+        }
+    }
     let mut tables = toml_edit::ArrayOfTables::new();
     for (name, addr, fqdn) in members {
         let mut t = toml_edit::Table::new();
@@ -544,4 +557,62 @@ fn print_welcome(
     let _ = writeln!(s);
     let _ = writeln!(s, "  Ctrl-C stops the array and every mailbox server.");
     println!("{s}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dir: &Path, https: &str) -> LabArgs {
+        LabArgs {
+            dir: dir.to_path_buf(),
+            servers: 1,
+            https: https.parse().unwrap(),
+            admin: "127.0.0.1:9090".parse().unwrap(),
+            fqdn: "mail.lab.com".into(),
+            member_tls: false,
+        }
+    }
+
+    #[test]
+    fn the_config_names_the_https_port_as_the_public_port() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = LabFiles::new(tmp.path(), "mail.lab.com");
+        std::fs::create_dir_all(files.cert.parent().unwrap()).unwrap();
+        for f in [&files.cert, &files.key, &files.token] {
+            std::fs::write(f, "x").unwrap();
+        }
+        let first = args(tmp.path(), "127.0.0.1:8443");
+        std::fs::write(&files.config, initial_config(&first, "lab.com")).unwrap();
+        let members = [(
+            "EX1".to_string(),
+            "127.0.0.1:9001".parse().unwrap(),
+            "ex1.lab.local".to_string(),
+        )];
+        let port_of = |files: &LabFiles| {
+            let text = std::fs::read_to_string(&files.config).unwrap();
+            crate::config::parse(&text, &files.config)
+                .unwrap()
+                .array
+                .public_port
+        };
+        for (https, want) in [
+            ("127.0.0.1:8443", 8443),
+            ("127.0.0.1:9443", 9443),
+            ("0.0.0.0:443", 443),
+            ("127.0.0.1:0", 443),
+            ("[::1]:8443", 8443),
+        ] {
+            update_config(&files, &args(tmp.path(), https), &members).unwrap();
+            assert_eq!(port_of(&files), want, "{https}");
+        }
+        update_config(&files, &args(tmp.path(), "0.0.0.0:443"), &members).unwrap();
+        let text = std::fs::read_to_string(&files.config).unwrap();
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("public_port")),
+            "{text}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Issue 3, end to end: the real `casarray lab` (its mock mailbox servers
 //! as OS processes and the array in front) driven over real TLS on
-//! 127.0.0.1: Autodiscover, OWA logon and inbox, an EWS send seen by the
+//! 127.0.0.1: Autodiscover and OWA's redirects naming the array on the
+//! lab's port, OWA logon and inbox, an EWS send seen by the
 //! recipient, a service failed on purpose on one server, a server lost to
 //! kill -9 while a client loops with the same session cookie, Ctrl-C
 //! stopping everything, a second run reusing the lab, and a taken port.
@@ -168,6 +169,12 @@ impl Lab {
             .iter()
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no {name} in {:?}", self.servers))
+    }
+
+    /// `https://mail.lab.com:PORT`: where clients reach the array, as the
+    /// URLs the array writes must say (the lab's ports are never 443).
+    fn origin(&self) -> String {
+        format!("https://mail.lab.com:{}", self.https.port())
     }
 
     /// A TLS client to the array trusting the lab's CA.
@@ -481,8 +488,9 @@ async fn alice_finds(client: &Client, subject: &str) -> usize {
     total
 }
 
-/// OWA forms logon through the array; returns the `cadata=...` cookie.
-async fn owa_logon(client: &Client, user: (&str, &str)) -> String {
+/// OWA forms logon through the array; returns the `cadata=...` cookie. The
+/// redirect after it must lead to `origin` (the array's URL).
+async fn owa_logon(client: &Client, user: (&str, &str), origin: &str) -> String {
     let form = format!(
         "destination=https%3A%2F%2Fmail.lab.com%2Fowa%2F&flags=4&username={}&password={}",
         user.0.replace('@', "%40"),
@@ -496,7 +504,7 @@ async fn owa_logon(client: &Client, user: (&str, &str)) -> String {
     );
     let r = client.send(req).await.expect("OWA logon");
     assert_eq!(r.status(), 302, "{}", text(&r));
-    assert_eq!(header(&r, "location"), "https://mail.lab.com/owa/");
+    assert_eq!(header(&r, "location"), format!("{origin}/owa/"));
     let cookie = header(&r, "set-cookie");
     let cookie = cookie.split(';').next().unwrap_or_default().to_string();
     assert!(cookie.starts_with("cadata=") && cookie.len() > 10, "{r:?}");
@@ -550,8 +558,18 @@ async fn lab_serves_clients_through_failures_and_stops_whole() {
     let admin = lab.admin;
     all_up(&lab).await;
 
-    // Autodiscover for Alice: the array's URLs, her database; the EXCH
-    // server is still a mailbox server (her database is not set yet).
+    // The lab's config names the --https port as the array's public port.
+    let config = std::fs::read_to_string(dir.join("casarray.toml")).expect("config");
+    let port = lab.https.port();
+    assert!(
+        config.contains(&format!("\npublic_port = {port}\n")),
+        "{config}"
+    );
+    let origin = lab.origin();
+
+    // Autodiscover for Alice: the array's URLs, on the lab's port, her
+    // database; the EXCH server is still a mailbox server (her database is
+    // not set yet), and names no port.
     let req = build(
         "POST",
         "/Autodiscover/Autodiscover.xml",
@@ -562,27 +580,36 @@ async fn lab_serves_clients_through_failures_and_stops_whole() {
     let body = text(&r);
     assert_eq!(r.status(), 200, "{body}");
     for want in [
-        "<AutoDiscoverSMTPAddress>alice@lab.com</AutoDiscoverSMTPAddress>",
-        "cn=Databases/cn=DB01</MdbDN>",
-        "<EwsUrl>https://mail.lab.com/EWS/Exchange.asmx</EwsUrl>",
-        "<OWAUrl AuthenticationMethod=\"Fba\">https://mail.lab.com/owa/</OWAUrl>",
+        "<AutoDiscoverSMTPAddress>alice@lab.com</AutoDiscoverSMTPAddress>".to_string(),
+        "cn=Databases/cn=DB01</MdbDN>".to_string(),
+        format!("<EwsUrl>{origin}/EWS/Exchange.asmx</EwsUrl>"),
+        format!("<OABUrl>{origin}/OAB/</OABUrl>"),
+        format!("<EcpUrl>{origin}/ecp/</EcpUrl>"),
+        format!("<OWAUrl AuthenticationMethod=\"Fba\">{origin}/owa/</OWAUrl>"),
     ] {
-        assert!(body.contains(want), "{want} not in {body}");
+        assert!(body.contains(&want), "{want} not in {body}");
     }
+    assert!(!body.contains("https://mail.lab.com/"), "{body}");
     assert!(
         body.contains("<Server>ex1.lab.local</Server>")
             || body.contains("<Server>ex2.lab.local</Server>"),
         "{body}"
     );
 
-    // OWA: the logon redirect, then the logon, then the inbox.
+    // OWA: the logon redirect (to the lab's port, and back to it after the
+    // logon), then the logon, then the inbox.
     let r = client.get("/owa/").await.unwrap();
     assert_eq!(r.status(), 302);
+    let location = header(&r, "location");
     assert!(
-        header(&r, "location").starts_with("https://mail.lab.com/owa/auth/logon.aspx?"),
-        "{r:?}"
+        location.starts_with(&format!(
+            "{origin}/owa/auth/logon.aspx?url=https%3A%2F%2Fmail.lab.com%3A{port}%2Fowa%2F"
+        )),
+        "{location}"
     );
-    let cookie = owa_logon(&client, ALICE).await;
+    let r = client.get(&location[origin.len()..]).await.unwrap();
+    assert_eq!(r.status(), 200, "{location}");
+    let cookie = owa_logon(&client, ALICE, &origin).await;
     let r = client.send(owa_home(&cookie)).await.unwrap();
     assert_eq!(r.status(), 200, "{}", text(&r));
     assert!(text(&r).contains("Alice Anderson"), "{}", text(&r));
@@ -724,6 +751,14 @@ async fn second_run_reuses_the_lab_dir() {
 
     let mut second = Lab::start(&dir);
     assert!(second.up_line.contains("reusing"), "{}", second.up_line);
+    // This run's --https port is the public port now.
+    let config = std::fs::read_to_string(dir.join("casarray.toml")).expect("config");
+    let port = second.https.port();
+    assert_eq!(config.matches("public_port = ").count(), 1, "{config}");
+    assert!(
+        config.contains(&format!("\npublic_port = {port}\n")),
+        "{config}"
+    );
     assert_eq!(std::fs::read(&ca_path).unwrap(), ca, "CA changed");
     assert_eq!(
         std::fs::read(&cert_path).unwrap(),
@@ -776,7 +811,7 @@ async fn member_tls_lab_speaks_https_to_the_servers() {
     let client = lab.client();
     let r = client.get("/owa/healthcheck.htm").await.unwrap();
     assert_eq!(r.status(), 200);
-    let cookie = owa_logon(&client, ALICE).await;
+    let cookie = owa_logon(&client, ALICE, &lab.origin()).await;
     let r = client.send(owa_home(&cookie)).await.unwrap();
     assert_eq!(r.status(), 200, "{}", text(&r));
     let subject = "Over HTTPS to the servers";

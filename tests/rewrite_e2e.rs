@@ -62,6 +62,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with("").await
+}
+
+/// [`setup`] with `array_keys` (TOML lines) added to the `[array]` table.
+async fn setup_with(array_keys: &str) -> Setup {
     let dir = tempdir();
     let certs = make_certs(dir.path());
     let store = dir.path().join("store");
@@ -70,11 +75,9 @@ async fn setup() -> Setup {
     let (ex1, a1) = spawn_mock("EX1", &store, &["--shared-key", &key]);
     let (ex2, a2) = spawn_mock("EX2", &store, &["--shared-key", &key]);
     let config = dir.path().join("casarray.toml");
-    std::fs::write(
-        &config,
-        config_toml(&certs, &[("EX1", a1), ("EX2", a2)], DATABASES),
-    )
-    .unwrap();
+    let text = config_toml(&certs, &[("EX1", a1), ("EX2", a2)], DATABASES);
+    let text = text.replacen("\n[listen]", &format!("{array_keys}\n[listen]"), 1);
+    std::fs::write(&config, text).unwrap();
     let (array, addrs) = spawn_array(&config);
     let client = Client::h1(addrs.https, &certs.ca_pem);
     let admin = addrs.admin;
@@ -739,6 +742,114 @@ async fn crawl_of_every_service_never_names_a_member() {
         crawl.leaks.len(),
         crawl.report()
     );
+}
+
+/// `[array] public_port = 8443` (the array itself listens elsewhere, as
+/// behind NAT): every URL clients are given, in Autodiscover, in OWA's
+/// redirects (their percent-encoded `url=` too) and pages, names the array
+/// on that port; names outside URLs (`<Server>`, cookie domains) get none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_port_is_in_every_url_clients_are_given() {
+    const ORIGIN: &str = "https://mail.lab.com:8443/";
+    let s = setup_with("public_port = 8443\n").await;
+    let c = &s.client;
+    let needles = member_needles(&s.members);
+    let (_, array) = http_get(s.addrs.admin, "/api/array").await.unwrap();
+    let array: serde_json::Value = serde_json::from_str(&array).unwrap();
+    assert_eq!(array["public_port"], 8443);
+    database_set(&s.config, &["DB01"], "mail.lab.com");
+    wait_until("DB01 set", RELOAD, || async {
+        exch_server_of(c, ALICE).await.0 == "mail.lab.com"
+    })
+    .await;
+
+    // Autodiscover, from both members: URLs with the port, hosts without.
+    for _ in 0..4 {
+        let r = c.send(autodiscover(ALICE)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body = text(&r);
+        for want in [
+            "<ASUrl>https://mail.lab.com:8443/EWS/Exchange.asmx</ASUrl>",
+            "<EwsUrl>https://mail.lab.com:8443/EWS/Exchange.asmx</EwsUrl>",
+            "<EcpUrl>https://mail.lab.com:8443/ecp/</EcpUrl>",
+            "<OABUrl>https://mail.lab.com:8443/OAB/</OABUrl>",
+            "<UMUrl>https://mail.lab.com:8443/EWS/UM2007Legacy.asmx</UMUrl>",
+            "<OWAUrl AuthenticationMethod=\"Fba\">https://mail.lab.com:8443/owa/</OWAUrl>",
+            "<Type>EXCH</Type><Server>mail.lab.com</Server>",
+            "<Type>EXPR</Type><Server>mail.lab.com</Server>",
+            "<PublicFolderServer>mail.lab.com</PublicFolderServer>",
+            "<CertPrincipalName>msstd:mail.lab.com</CertPrincipalName>",
+        ] {
+            assert!(body.contains(want), "{want} not in {body}");
+        }
+        assert_eq!(
+            body.matches("https://").count(),
+            body.matches(ORIGIN).count(),
+            "{body}"
+        );
+        let leaks = leaks_in(body.as_bytes(), &needles);
+        assert!(leaks.is_empty(), "{leaks:?}");
+    }
+
+    // OWA: the logon redirect and its url= parameter, a failed and a good
+    // logon, the inbox's links.
+    for _ in 0..4 {
+        let r = c.get("/owa/").await.unwrap();
+        assert_eq!(r.status(), 302);
+        let location = header(&r, "location");
+        assert!(
+            location.starts_with(
+                "https://mail.lab.com:8443/owa/auth/logon.aspx?url=https%3A%2F%2Fmail.lab.com%3A8443%2Fowa%2F"
+            ),
+            "{location}"
+        );
+        let r = c
+            .get(&location["https://mail.lab.com:8443".len()..])
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page = text(&r);
+        assert_eq!(
+            page.matches("https://").count(),
+            page.matches(ORIGIN).count(),
+            "{page}"
+        );
+        let r = c.send(owa_logon("wrong")).await.unwrap();
+        let location = header(&r, "location");
+        assert!(
+            location.starts_with("https://mail.lab.com:8443/owa/auth/logon.aspx?")
+                && location.ends_with("&reason=2"),
+            "{location}"
+        );
+        let r = c.send(owa_logon("Alice%21lab1")).await.unwrap();
+        assert_eq!(r.status(), 302);
+        assert_eq!(header(&r, "location"), ORIGIN.to_string() + "owa/");
+        let cookie = header(&r, "set-cookie");
+        assert!(!cookie.contains("8443"), "{cookie}");
+        let cookie = cookie.split(';').next().unwrap_or_default().to_string();
+        let r = c
+            .send(build(
+                "GET",
+                "/owa/",
+                &[("cookie", cookie.as_str())],
+                Bytes::new(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let inbox = text(&r);
+        assert!(
+            inbox.contains("href=\"https://mail.lab.com:8443/owa/"),
+            "{inbox}"
+        );
+        assert_eq!(
+            inbox.matches("https://").count(),
+            inbox.matches(ORIGIN).count(),
+            "{inbox}"
+        );
+        let leaks = leaks_in(inbox.as_bytes(), &needles);
+        assert!(leaks.is_empty(), "{leaks:?}");
+    }
 }
 
 #[test]

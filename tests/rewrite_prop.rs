@@ -28,10 +28,15 @@ fn members() -> Vec<MemberIdentity> {
     ]
 }
 
-fn plan() -> RewritePlan {
-    RewritePlan::new(
+/// The public port of the plans that add one to URLs.
+const PORT: u16 = 8443;
+
+/// The plan for clients reaching the array on `port`.
+fn plan_on(port: u16) -> RewritePlan {
+    RewritePlan::with_public_port(
         &members(),
         PUBLIC,
+        port,
         "CASARRAY01",
         &[
             ("DB01".into(), Some("outlook.lab.com".into())),
@@ -40,31 +45,67 @@ fn plan() -> RewritePlan {
     )
 }
 
-/// A pattern of the reference: lowercase text, and whether it is a bare
-/// IPv6 address.
-struct RefPattern {
-    text: Vec<u8>,
-    v6: bool,
+/// What a pattern of the reference stands for, which decides its edge
+/// rules and what replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// A host name or an address.
+    Host,
+    /// A bare IPv6 address: `:` counts as part of the token.
+    V6,
+    /// A name after `%2F`, `%3A` or `%40`: the escape is kept.
+    Escaped,
+    /// `https://` and a host (and maybe a port): the scheme is kept and
+    /// `:PORT` follows the public name.
+    Url,
+    /// `https%3A%2F%2F` and a name (and maybe `%3A443`): the escaped
+    /// scheme is kept and the match's own `%3A` and PORT follow.
+    EscapedUrl,
 }
 
-fn reference_patterns() -> Vec<RefPattern> {
+/// A pattern of the reference: lowercase text and what it stands for.
+struct RefPattern {
+    text: Vec<u8>,
+    form: Form,
+}
+
+fn reference_patterns(port: u16) -> Vec<RefPattern> {
     let mut pats: Vec<RefPattern> = Vec::new();
-    let mut add = |text: String, v6: bool| {
+    let mut add = |text: String, form: Form| {
         let text = text.to_ascii_lowercase().into_bytes();
         if !pats.iter().any(|p| p.text == text) && text != PUBLIC.as_bytes() {
-            pats.push(RefPattern { text, v6 });
+            pats.push(RefPattern { text, form });
         }
     };
     for m in members() {
-        add(m.name.clone(), false);
-        add(m.fqdn.clone(), false);
-        add(m.address.to_string(), false);
-        match m.address.ip() {
-            std::net::IpAddr::V4(ip) => add(ip.to_string(), false),
-            std::net::IpAddr::V6(ip) => {
-                add(format!("[{ip}]"), false);
-                add(ip.to_string(), true);
+        for name in [&m.name, &m.fqdn] {
+            add(name.clone(), Form::Host);
+            for escape in ["%2f", "%3a", "%40"] {
+                add(format!("{escape}{name}"), Form::Escaped);
             }
+        }
+        add(m.address.to_string(), Form::Host);
+        let ip = match m.address.ip() {
+            std::net::IpAddr::V4(ip) => {
+                add(ip.to_string(), Form::Host);
+                ip.to_string()
+            }
+            std::net::IpAddr::V6(ip) => {
+                add(format!("[{ip}]"), Form::Host);
+                add(ip.to_string(), Form::V6);
+                format!("[{ip}]")
+            }
+        };
+        if port != 443 {
+            for name in [&m.name, &m.fqdn] {
+                add(format!("https://{name}"), Form::Url);
+                add(format!("https://{name}:443"), Form::Url);
+                add(format!("https%3a%2f%2f{name}"), Form::EscapedUrl);
+                add(format!("https%3a%2f%2f{name}%3a443"), Form::EscapedUrl);
+            }
+            add(format!("https://{ip}"), Form::Url);
+            add(format!("https://{ip}:443"), Form::Url);
+            add(format!("https://{}", m.address), Form::Url);
         }
     }
     pats.sort_by_key(|p| std::cmp::Reverse(p.text.len()));
@@ -75,37 +116,71 @@ fn hostish(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-/// The plain whole-buffer replace: at each position, the longest pattern
-/// that matches and stands alone as a host name.
-fn reference(text: &[u8]) -> (Vec<u8>, usize) {
-    let pats = reference_patterns();
+/// Whether pattern `p`, found at `text[i..end]`, stands alone.
+fn stands_alone(p: &RefPattern, text: &[u8], i: usize, end: usize) -> bool {
+    let v6 = p.form == Form::V6;
+    let url = matches!(p.form, Form::Url | Form::EscapedUrl);
+    let first = p.text[0];
+    let last = p.text[p.text.len() - 1];
+    if p.form != Form::Escaped && (v6 || hostish(first)) && i > 0 {
+        let b = text[i - 1];
+        if hostish(b) || b == b'.' || (v6 && b == b':') {
+            return false;
+        }
+    }
+    if !(v6 || url || hostish(last)) || end == text.len() {
+        return true;
+    }
+    let b = text[end];
+    let next = text.get(end + 1).copied();
+    if url {
+        // No other port, and no `.` rooting the host.
+        if b == b':' || (b == b'.' && next.is_some_and(|n| hostish(n) || b"/:?#%".contains(&n))) {
+            return false;
+        }
+        let escaped_colon = text
+            .get(end..end + 3)
+            .is_some_and(|e| e.eq_ignore_ascii_case(b"%3a"));
+        if p.form == Form::EscapedUrl && escaped_colon {
+            return false;
+        }
+    }
+    !(hostish(b) || (v6 && b == b':') || (b == b'.' && next.is_some_and(hostish)))
+}
+
+/// The plain whole-buffer replace on `port` (443: no URL patterns): at
+/// each position, the longest pattern that matches and stands alone.
+fn reference_on(port: u16, text: &[u8]) -> (Vec<u8>, usize) {
+    let pats = reference_patterns(port);
     let mut out = Vec::new();
     let mut n = 0;
     let mut i = 0;
     'outer: while i < text.len() {
         for p in &pats {
             let end = i + p.text.len();
-            if end > text.len() || !text[i..end].eq_ignore_ascii_case(&p.text) {
+            if end > text.len()
+                || !text[i..end].eq_ignore_ascii_case(&p.text)
+                || !stands_alone(p, text, i, end)
+            {
                 continue;
             }
-            let first = p.text[0];
-            let last = p.text[p.text.len() - 1];
-            if (p.v6 || hostish(first)) && i > 0 {
-                let b = text[i - 1];
-                if hostish(b) || b == b'.' || (p.v6 && b == b':') {
-                    continue;
+            match p.form {
+                Form::Host | Form::V6 => out.extend_from_slice(PUBLIC.as_bytes()),
+                Form::Escaped => {
+                    out.extend_from_slice(&text[i..i + 3]);
+                    out.extend_from_slice(PUBLIC.as_bytes());
+                }
+                Form::Url => {
+                    out.extend_from_slice(&text[i..i + "https://".len()]);
+                    out.extend_from_slice(format!("{PUBLIC}:{port}").as_bytes());
+                }
+                Form::EscapedUrl => {
+                    out.extend_from_slice(&text[i..i + "https%3a%2f%2f".len()]);
+                    out.extend_from_slice(PUBLIC.as_bytes());
+                    out.extend_from_slice(&text[i + 5..i + 8]);
+                    out.extend_from_slice(port.to_string().as_bytes());
                 }
             }
-            if (p.v6 || hostish(last)) && end < text.len() {
-                let b = text[end];
-                if hostish(b) || (p.v6 && b == b':') {
-                    continue;
-                }
-                if b == b'.' && end + 1 < text.len() && hostish(text[end + 1]) {
-                    continue;
-                }
-            }
-            out.extend_from_slice(PUBLIC.as_bytes());
             n += 1;
             i = end;
             continue 'outer;
@@ -116,10 +191,9 @@ fn reference(text: &[u8]) -> (Vec<u8>, usize) {
     (out, n)
 }
 
-/// Pieces bodies are built from: names and addresses in changing case,
-/// their prefixes, edge bytes and noise.
-fn fragment() -> impl Strategy<Value = Vec<u8>> {
-    let names = prop::sample::select(vec![
+/// The names and addresses of the members, and the public name.
+fn names() -> impl Strategy<Value = &'static str> + Clone {
+    prop::sample::select(vec![
         "EX1",
         "ex1.lab.local",
         "127.0.0.1:9001",
@@ -134,26 +208,75 @@ fn fragment() -> impl Strategy<Value = Vec<u8>> {
         "10.0.0.1:443",
         "10.0.0.1",
         "mail.lab.com",
-    ]);
-    let named = (names, any::<u16>(), 0usize..=16).prop_map(|(name, case, cut)| {
-        let mut b: Vec<u8> = name.as_bytes().to_vec();
-        for (i, c) in b.iter_mut().enumerate() {
-            if case >> (i % 16) & 1 == 1 {
-                c.make_ascii_uppercase();
-            }
+    ])
+}
+
+/// `text` with the letters picked by the bits of `case` in upper case.
+fn recase(text: &str, case: u16) -> Vec<u8> {
+    let mut b: Vec<u8> = text.as_bytes().to_vec();
+    for (i, c) in b.iter_mut().enumerate() {
+        if case >> (i % 16) & 1 == 1 {
+            c.make_ascii_uppercase();
         }
+    }
+    b
+}
+
+/// Pieces bodies are built from: names and addresses in changing case,
+/// their prefixes, URLs of them (plain and percent-escaped, with and
+/// without a port), edge bytes and noise.
+fn fragment() -> impl Strategy<Value = Vec<u8>> {
+    let named = (names(), any::<u16>(), 0usize..=16).prop_map(|(name, case, cut)| {
+        let mut b = recase(name, case);
         // Sometimes a prefix only.
         if cut < b.len() && cut % 3 == 0 {
             b.truncate(cut.max(1));
         }
         b
     });
+    let scheme = prop::sample::select(vec![
+        "https://",
+        "https%3a%2f%2f",
+        "http://",
+        "%2F%2F",
+        "https:/",
+        "https%3a%2f",
+    ]);
+    let port = prop::sample::select(vec![
+        "",
+        "",
+        ":443",
+        "%3a443",
+        ":4431",
+        ":8443",
+        "%3a8443",
+        ":",
+        "%3a",
+        "%3",
+        ".",
+        ":44",
+        "%3a443%3a",
+        ":443:",
+    ]);
+    let after = prop::sample::select(vec![
+        "/", "%2f", "", ".", "./", ". ", "?", "#", "\"", "<", ".x", ".%2f", "%3f",
+    ]);
+    let url = (scheme, any::<u16>(), names(), port, after).prop_map(
+        |(scheme, case, name, port, after)| {
+            let mut b = recase(scheme, case);
+            b.extend_from_slice(name.as_bytes());
+            b.extend(recase(port, case.rotate_left(5)));
+            b.extend(recase(after, case.rotate_left(9)));
+            b
+        },
+    );
     let edge = prop::sample::select(vec![
         ".", "-", "_", ":", "/", "<", ">", " ", "a", "1", "[", "]", "www.", "https://", "\r\n",
+        "%3A", "%2F", "%40", ":443", "https",
     ])
     .prop_map(|s| s.as_bytes().to_vec());
     let noise = prop::collection::vec(any::<u8>(), 0..8);
-    prop_oneof![4 => named, 3 => edge, 1 => noise]
+    prop_oneof![4 => named, 3 => url, 3 => edge, 1 => noise]
 }
 
 fn body() -> impl Strategy<Value = Vec<u8>> {
@@ -181,8 +304,9 @@ proptest! {
     fn stream_equals_whole_buffer_replace(
         body in body(),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        port in prop::sample::select(vec![443u16, PORT]),
     ) {
-        let plan = plan();
+        let plan = plan_on(port);
         let mut r = plan.stream_rewriter();
         let mut out = BytesMut::new();
         let mut n = 0;
@@ -191,15 +315,19 @@ proptest! {
             prop_assert!(r.held_back() <= r.max_held_back());
         }
         n += r.finish(&mut out);
-        let (want, want_n) = reference(&body);
+        let (want, want_n) = reference_on(port, &body);
         prop_assert_eq!(&out[..], &want[..]);
         prop_assert_eq!(n, want_n);
         prop_assert_eq!(names_member(&plan, &body), want_n > 0);
     }
 
     #[test]
-    fn stream_of_tiny_chunks_equals_whole_buffer_replace(body in body(), size in 1usize..5) {
-        let plan = plan();
+    fn stream_of_tiny_chunks_equals_whole_buffer_replace(
+        body in body(),
+        size in 1usize..5,
+        port in prop::sample::select(vec![443u16, PORT]),
+    ) {
+        let plan = plan_on(port);
         let mut r = plan.stream_rewriter();
         let mut out = BytesMut::new();
         let mut n = 0;
@@ -207,7 +335,7 @@ proptest! {
             n += r.feed(c, &mut out);
         }
         n += r.finish(&mut out);
-        prop_assert_eq!((out.to_vec(), n), reference(&body));
+        prop_assert_eq!((out.to_vec(), n), reference_on(port, &body));
     }
 
     #[test]
@@ -215,8 +343,9 @@ proptest! {
         body in autodiscover_body(),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
         max in 64usize..400,
+        port in prop::sample::select(vec![443u16, PORT]),
     ) {
-        let plan = Arc::new(plan());
+        let plan = Arc::new(plan_on(port));
         let mut whole = AutodiscoverRewriter::with_max_element(Arc::clone(&plan), max);
         let mut want = BytesMut::new();
         let mut want_n = whole.feed(&body, &mut want);
@@ -260,7 +389,6 @@ fn autodiscover_body() -> impl Strategy<Value = Vec<u8>> {
 
 #[test]
 fn autodiscover_answer_names_no_member_once_the_database_is_set() {
-    let plan = Arc::new(plan());
     let answer = "<Autodiscover><Response><Account>\
         <Protocol><Type>EXCH</Type><Server>ex1.lab.local</Server>\
         <ServerDN>/o=lab/cn=Configuration/cn=Servers/cn=EX1</ServerDN>\
@@ -268,24 +396,37 @@ fn autodiscover_answer_names_no_member_once_the_database_is_set() {
         <ASUrl>https://ex1.lab.local/EWS/Exchange.asmx</ASUrl></Protocol>\
         <Protocol><Type>WEB</Type><OWAUrl>https://127.0.0.1:9001/owa/</OWAUrl></Protocol>\
         </Account></Response></Autodiscover>";
-    for size in 1..=answer.len() {
-        let mut r = AutodiscoverRewriter::new(Arc::clone(&plan));
-        let mut out = BytesMut::new();
-        for c in answer.as_bytes().chunks(size) {
-            r.feed(c, &mut out);
+    for (port, origin) in [
+        (443, "https://mail.lab.com/"),
+        (PORT, "https://mail.lab.com:8443/"),
+    ] {
+        let plan = Arc::new(plan_on(port));
+        for size in 1..=answer.len() {
+            let mut r = AutodiscoverRewriter::new(Arc::clone(&plan));
+            let mut out = BytesMut::new();
+            for c in answer.as_bytes().chunks(size) {
+                r.feed(c, &mut out);
+            }
+            r.finish(&mut out);
+            let text = String::from_utf8(out.to_vec()).expect("utf-8");
+            assert!(text.contains("<Server>outlook.lab.com</Server>"), "{text}");
+            assert!(
+                text.contains(&format!("<ASUrl>{origin}EWS/Exchange.asmx</ASUrl>")),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("<OWAUrl>{origin}owa/</OWAUrl>")),
+                "{text}"
+            );
+            assert!(!names_member(&plan, &out), "{text}");
         }
-        r.finish(&mut out);
-        let text = String::from_utf8(out.to_vec()).expect("utf-8");
-        assert!(text.contains("<Server>outlook.lab.com</Server>"), "{text}");
-        assert!(!names_member(&plan, &out), "{text}");
     }
 }
 
 /// Names at the very edge of what the rewriter keeps back, cut at every
-/// pair of points.
+/// pair of points, with and without a public port.
 #[test]
 fn every_two_and_three_way_split_of_edge_cases() {
-    let plan = plan();
     let cases: &[&[u8]] = &[
         b"x 127.0.0.1:9001.5 y",
         b"127.0.0.1:9001.",
@@ -294,25 +435,70 @@ fn every_two_and_three_way_split_of_edge_cases() {
         b"www.ex1.lab.local/ex1.lab/EX10.e.x",
         b"[::1]:9010:[::1]::1 :::1 ::1.",
         b"E.x E.X. e.x.y",
+        b"https://ex1.lab.local:443",
+        b"https://ex1.lab.local:4431 https://EX1.",
+        b"https://e.x./ https://e.x.y https://E:443.",
+        b"https%3A%2F%2Fex1.lab.local%3A443",
+        b"https%3A%2F%2Fex1.lab.local%3A443%3A1",
+        b"https%3a%2f%2fex1.lab.local%3a4 https%3A%2F%2FE%3",
+        b"https://[::1]:9010:443 https://[::1]:443",
     ];
-    for text in cases {
-        let want = reference(text);
-        for i in 0..=text.len() {
-            for j in i..=text.len() {
-                let mut r = plan.stream_rewriter();
-                let mut out = BytesMut::new();
-                let mut n = 0;
-                for c in [&text[..i], &text[i..j], &text[j..]] {
-                    n += r.feed(c, &mut out);
+    for port in [443, PORT] {
+        let plan = plan_on(port);
+        for text in cases {
+            let want = reference_on(port, text);
+            for i in 0..=text.len() {
+                for j in i..=text.len() {
+                    let mut r = plan.stream_rewriter();
+                    let mut out = BytesMut::new();
+                    let mut n = 0;
+                    for c in [&text[..i], &text[i..j], &text[j..]] {
+                        n += r.feed(c, &mut out);
+                    }
+                    n += r.finish(&mut out);
+                    assert_eq!(
+                        (out.to_vec(), n),
+                        want,
+                        "port {port}: {:?} cut at {i}, {j}",
+                        String::from_utf8_lossy(text)
+                    );
                 }
-                n += r.finish(&mut out);
-                assert_eq!(
-                    (out.to_vec(), n),
-                    want,
-                    "{:?} cut at {i}, {j}",
-                    String::from_utf8_lossy(text)
-                );
             }
         }
+    }
+}
+
+/// The reference itself, on URLs: what the property tests compare against.
+#[test]
+fn reference_adds_the_port_to_https_urls_only() {
+    let cases: &[(&str, &str)] = &[
+        ("https://EX1/owa", "https://mail.lab.com:8443/owa"),
+        ("HTTPS://ex1.lab.local:443/", "HTTPS://mail.lab.com:8443/"),
+        ("https://127.0.0.1:9001/", "https://mail.lab.com:8443/"),
+        (
+            "https://[::1]:9010/ https://[::1]/",
+            "https://mail.lab.com:8443/ https://mail.lab.com:8443/",
+        ),
+        ("https://ex1.lab.local:4431/", "https://mail.lab.com:4431/"),
+        ("http://ex1.lab.local/", "http://mail.lab.com/"),
+        (
+            "https%3A%2F%2FEX1%2F",
+            "https%3A%2F%2Fmail.lab.com%3A8443%2F",
+        ),
+        (
+            "https%3a%2f%2fEX1%3A443%2F",
+            "https%3a%2f%2fmail.lab.com%3a8443%2F",
+        ),
+        (
+            "a%40EX1 <Server>ex1.lab.local</Server>",
+            "a%40mail.lab.com <Server>mail.lab.com</Server>",
+        ),
+    ];
+    for (text, want) in cases {
+        let (got, _) = reference_on(PORT, text.as_bytes());
+        assert_eq!(String::from_utf8_lossy(&got), *want, "{text}");
+        let mut out = BytesMut::new();
+        plan_on(PORT).rewrite(text.as_bytes(), &mut out);
+        assert_eq!(String::from_utf8_lossy(&out), *want, "{text}");
     }
 }

@@ -315,6 +315,7 @@ mod tests {
         assert_eq!(v[1]["services"]["owa"], true);
         let (_, _, body) = call(&f, LOCAL, "GET", "/api/array", None).await;
         assert_eq!(json(&body)["services"][0], "owa");
+        assert_eq!(json(&body)["public_port"], 443);
     }
 
     #[tokio::test]

@@ -6,8 +6,8 @@ use serde_json::{json, Map, Value};
 use crate::proxy::snapshot::Snapshot;
 use crate::upstream::Backend;
 
-/// `GET /api/array`: `{"name","fqdn","site","public_names","members":[names],
-/// "services":[names in config order]}`.
+/// `GET /api/array`: `{"name","fqdn","site","public_names","public_port",
+/// "members":[names],"services":[names in config order]}`.
 pub fn array(snap: &Snapshot) -> Value {
     let a = &snap.cfg.array;
     let members: Vec<&str> = snap.cfg.members.iter().map(|m| m.name.as_str()).collect();
@@ -17,6 +17,7 @@ pub fn array(snap: &Snapshot) -> Value {
         "fqdn": a.fqdn,
         "site": a.site,
         "public_names": a.public_names,
+        "public_port": a.public_port,
         "members": members,
         "services": services,
     })

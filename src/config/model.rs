@@ -47,6 +47,11 @@ pub struct ArrayConfig {
     /// Public HTTPS names clients use (Host header accepted, the name member
     /// names are rewritten to). Default: `[fqdn]`. The first is the primary.
     pub public_names: Vec<String>,
+    /// The TCP port clients reach the public names on (1 to 65535). Not
+    /// necessarily `listen.https`'s port: behind NAT, a load balancer or a
+    /// Kubernetes Service the two differ. Member URLs rewritten to the
+    /// public name carry it when it is not 443. Default 443.
+    pub public_port: u16,
 }
 
 /// `[listen]`.

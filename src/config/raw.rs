@@ -48,6 +48,8 @@ pub(crate) struct RawArray {
     pub fqdn: S<String>,
     pub site: Option<S<String>>,
     pub public_names: Option<S<Vec<S<String>>>>,
+    /// Read as any integer so that a value out of range gets our message.
+    pub public_port: Option<S<i64>>,
     pub profile: Option<S<String>>,
 }
 

@@ -114,6 +114,7 @@ fn design_example_parses() {
             fqdn: "mail.lab.com".into(),
             site: "Default-First-Site-Name".into(),
             public_names: vec!["mail.lab.com".into()],
+            public_port: 443,
         }
     );
     assert_eq!(c.listen.https, "0.0.0.0:443".parse().unwrap());
@@ -164,6 +165,9 @@ fn defaults() {
     let c = d.parse(MINIMAL).unwrap();
     assert_eq!(c.array.site, "Default-First-Site-Name");
     assert_eq!(c.array.public_names, ["mail.lab.com"]);
+    // The port clients reach the public names on is HTTPS's own, whatever
+    // `listen.https` says (8443 here).
+    assert_eq!(c.array.public_port, 443);
     assert_eq!(c.listen.admin, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(
         c.tls,
@@ -239,6 +243,7 @@ name = "CAS Array 1"
 fqdn = "outlook.lab.com"
 site = "Lab"
 public_names = ["mail.lab.com", "autodiscover.lab.com"]
+public_port = 4443
 profile = "exchange2010"
 
 [listen]
@@ -301,6 +306,7 @@ rewrite = true
         c.array.public_names,
         ["mail.lab.com", "autodiscover.lab.com"]
     );
+    assert_eq!(c.array.public_port, 4443);
     assert_eq!(
         c.listen.http_redirect,
         Some("127.0.0.1:8080".parse().unwrap())
@@ -349,6 +355,53 @@ fn profile_selects_the_builtin_services() {
     assert_eq!(
         d.error(&text),
         "F:5:11: array.profile: unknown profile \"exchange2007\" (expected \"exchange2013\" or \"exchange2010\")"
+    );
+}
+
+#[test]
+fn public_port_is_a_port_number() {
+    let d = dir();
+    let with =
+        |port: &str| MINIMAL.replacen("[listen]", &format!("public_port = {port}\n\n[listen]"), 1);
+    for (port, want) in [("1", 1), ("8443", 8443), ("65535", 65535), ("443", 443)] {
+        assert_eq!(
+            d.parse(&with(port)).unwrap().array.public_port,
+            want,
+            "{port}"
+        );
+    }
+    for (port, want) in [
+        (
+            "0",
+            "F:5:15: array.public_port: 0 is not a port: expected 1 to 65535",
+        ),
+        (
+            "65536",
+            "F:5:15: array.public_port: 65536 is not a port: expected 1 to 65535",
+        ),
+        (
+            "-443",
+            "F:5:15: array.public_port: -443 is not a port: expected 1 to 65535",
+        ),
+        (
+            "\"8443\"",
+            "F:5:15: invalid type: string \"8443\", expected i64",
+        ),
+        (
+            "8443.0",
+            "F:5:15: invalid type: floating point `8443.0`, expected i64",
+        ),
+    ] {
+        assert_eq!(d.error(&with(port)), want, "{port}");
+    }
+    // `array new`/`array get` read the [array] table alone: same rules.
+    let e = parse_array(&with("70000"), &d.config).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:5:15: array.public_port: 70000 is not a port: expected 1 to 65535",
+            d.config.display()
+        )
     );
 }
 

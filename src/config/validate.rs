@@ -16,6 +16,9 @@ use super::values;
 /// Default `site` (Active Directory's first site).
 const DEFAULT_SITE: &str = "Default-First-Site-Name";
 
+/// Default `public_port`: HTTPS's own.
+pub(crate) const DEFAULT_PUBLIC_PORT: u16 = 443;
+
 /// Validates `raw`, read from `text` in the file `path`.
 pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigError> {
     let cx = Ctx {
@@ -185,6 +188,10 @@ impl Ctx<'_> {
                 names
             }
         };
+        let public_port = match &a.public_port {
+            Some(p) => self.check("array.public_port", p, |n| values::port(*n))?,
+            None => DEFAULT_PUBLIC_PORT,
+        };
         let profile = match &a.profile {
             Some(p) => self.check("array.profile", p, |s| s.parse::<Profile>())?,
             None => Profile::default(),
@@ -194,6 +201,7 @@ impl Ctx<'_> {
             fqdn,
             site,
             public_names,
+            public_port,
         };
         Ok((array, profile))
     }

@@ -103,6 +103,14 @@ pub(crate) fn listen_address(s: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// A TCP port clients connect to: 1 to 65535.
+pub(crate) fn port(n: i64) -> Result<u16, String> {
+    u16::try_from(n)
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| format!("{n} is not a port: expected 1 to 65535"))
+}
+
 /// A member address: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`, a host name
 /// resolved now (the first address wins).
 pub(crate) fn member_address(s: &str) -> Result<SocketAddr, String> {
@@ -281,6 +289,19 @@ mod tests {
         assert!(listen_address("0.0.0.0:443").is_ok());
         assert!(listen_address("[::]:443").is_ok());
         assert!(listen_address("localhost:443").is_err());
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(port(1), Ok(1));
+        assert_eq!(port(8443), Ok(8443));
+        assert_eq!(port(65535), Ok(65535));
+        for bad in [0, -1, 65536, i64::MAX, i64::MIN] {
+            assert_eq!(
+                port(bad),
+                Err(format!("{bad} is not a port: expected 1 to 65535"))
+            );
+        }
     }
 
     #[test]

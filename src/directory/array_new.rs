@@ -118,6 +118,7 @@ name = {name}
 fqdn = {fqdn}                         # the RPC client access endpoint name
 site = {site}
 # public_names = [{fqdn}]             # HTTPS names clients use; default [fqdn]
+# public_port = 443                   # the port clients reach them on; default 443
 
 [listen]
 https = "0.0.0.0:443"

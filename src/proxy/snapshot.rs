@@ -63,7 +63,8 @@ pub struct Snapshot {
     pub http1: http1::Builder,
     /// HTTP/2 settings for client connections.
     pub http2: http2::Builder<TokioExecutor>,
-    /// `https://<public name>` prefix, for redirects.
+    /// `https://<public name>` prefix (with `:<public_port>` when not 443),
+    /// for redirects.
     pub public_origin: HeaderValue,
 }
 
@@ -130,9 +131,10 @@ impl Snapshot {
             .first()
             .cloned()
             .unwrap_or_else(|| cfg.array.fqdn.clone());
-        let plan = Arc::new(RewritePlan::new(
+        let plan = Arc::new(RewritePlan::with_public_port(
             &identities,
             &public,
+            cfg.array.public_port,
             &cfg.array.name,
             &databases,
         ));
@@ -145,7 +147,11 @@ impl Snapshot {
             .collect();
         hosts.sort();
         hosts.dedup();
-        let public_origin = HeaderValue::from_str(&format!("https://{public}"))
+        let origin = match cfg.array.public_port {
+            443 => format!("https://{public}"),
+            port => format!("https://{public}:{port}"),
+        };
+        let public_origin = HeaderValue::from_str(&origin)
             .unwrap_or_else(|_| HeaderValue::from_static("https://localhost"));
         Ok(Snapshot {
             connector: Connector::new(&cfg)?,

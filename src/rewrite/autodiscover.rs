@@ -160,7 +160,7 @@ fn find_open(text: &[u8], at_end: bool) -> Open {
 mod tests {
     use super::*;
     use crate::rewrite::plan::names_member;
-    use crate::rewrite::plan::tests::lab_plan;
+    use crate::rewrite::plan::tests::{lab_plan, lab_plan_on};
 
     const ANSWER: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
 <Autodiscover><Response><User><DisplayName>alice</DisplayName></User>\
@@ -209,6 +209,42 @@ mod tests {
             let mut r = AutodiscoverRewriter::new(Arc::clone(&plan));
             assert_eq!(run(&mut r, &chunks), (whole.clone(), n), "chunks of {size}");
         }
+    }
+
+    #[test]
+    fn urls_carry_the_public_port_whatever_the_chunking() {
+        let plan = Arc::new(lab_plan_on(8443));
+        let (whole, n) = run(
+            &mut AutodiscoverRewriter::new(Arc::clone(&plan)),
+            &[ANSWER.as_bytes()],
+        );
+        let want = ANSWER
+            .replace(
+                "<Type>EXCH</Type><Server>ex1.lab.local</Server>",
+                "<Type>EXCH</Type><Server>outlook.lab.com</Server>",
+            )
+            .replace(
+                "<Type>EXPR</Type><Server>ex1.lab.local</Server>",
+                "<Type>EXPR</Type><Server>mail.lab.com</Server>",
+            )
+            .replace("cn=Servers/cn=EX1", "cn=Servers/cn=CASARRAY01")
+            .replace("https://ex1.lab.local/", "https://mail.lab.com:8443/")
+            .replace("https://EX1.lab.local/", "https://mail.lab.com:8443/")
+            .replace("https://127.0.0.1:9001/", "https://mail.lab.com:8443/");
+        assert_eq!(whole, want);
+        assert_eq!(n, 6);
+        for size in [1, 2, 3, 7, 10, 64] {
+            let chunks: Vec<&[u8]> = ANSWER.as_bytes().chunks(size).collect();
+            let mut r = AutodiscoverRewriter::new(Arc::clone(&plan));
+            assert_eq!(run(&mut r, &chunks), (whole.clone(), n), "chunks of {size}");
+        }
+        // The unset database keeps its server, with no port added.
+        let answer = ANSWER.replace("cn=DB01", "cn=DB02");
+        let (out, _) = run(&mut AutodiscoverRewriter::new(plan), &[answer.as_bytes()]);
+        assert!(
+            out.contains("<Type>EXCH</Type><Server>ex1.lab.local</Server>"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   `Domain` that is a member's IP address is removed. Cookie names and
 //!   values are left alone (they may be signed).
 //! - Every other header (`Location`, `Content-Location`, `Refresh`,
-//!   `WWW-Authenticate` realms, ...) gets the generic rewrite.
+//!   `WWW-Authenticate` realms, ...) gets the generic rewrite, which gives
+//!   member `https://` URLs the public port when it is not 443.
 
 use bytes::BytesMut;
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, SET_COOKIE};
@@ -202,7 +203,7 @@ pub fn request_identity_encoding(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewrite::plan::tests::lab_plan;
+    use crate::rewrite::plan::tests::{lab_plan, lab_plan_on};
 
     fn head(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -238,6 +239,44 @@ mod tests {
             ["Basic realm=\"mail.lab.com\""]
         );
         assert_eq!(text(&h, "content-type"), ["text/html"]);
+    }
+
+    #[test]
+    fn urls_in_headers_carry_the_public_port_and_names_do_not() {
+        let plan = lab_plan_on(8443);
+        let mut h = head(&[
+            (
+                "location",
+                "https://EX1.lab.local/owa/auth/logon.aspx?url=https%3A%2F%2Fex1.lab.local%2Fowa%2F&reason=0",
+            ),
+            ("content-location", "https://127.0.0.1:9001/x"),
+            ("refresh", "0; url=https://EX1:443/owa"),
+            ("www-authenticate", "Basic realm=\"ex1.lab.local\""),
+            ("set-cookie", "a=1; Path=/; Domain=.ex1.lab.local; Secure"),
+            ("link", "<http://ex1.lab.local/x>; rel=next"),
+        ]);
+        assert_eq!(rewrite_response_headers(&mut h, &plan, false, "EX1"), 6);
+        assert_eq!(
+            text(&h, "location"),
+            ["https://mail.lab.com:8443/owa/auth/logon.aspx?url=https%3A%2F%2Fmail.lab.com%3A8443%2Fowa%2F&reason=0"]
+        );
+        assert_eq!(
+            text(&h, "content-location"),
+            ["https://mail.lab.com:8443/x"]
+        );
+        assert_eq!(
+            text(&h, "refresh"),
+            ["0; url=https://mail.lab.com:8443/owa"]
+        );
+        assert_eq!(
+            text(&h, "www-authenticate"),
+            ["Basic realm=\"mail.lab.com\""]
+        );
+        assert_eq!(
+            text(&h, "set-cookie"),
+            ["a=1; Path=/; Domain=mail.lab.com; Secure"]
+        );
+        assert_eq!(text(&h, "link"), ["<http://mail.lab.com/x>; rel=next"]);
     }
 
     #[test]

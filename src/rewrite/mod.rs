@@ -12,9 +12,13 @@
 //!
 //! Member names, fqdns and addresses become the array's public name, found
 //! ASCII case-insensitively and only where they stand alone as host names
-//! (see `patterns`). The one exception, as in Exchange: in an Autodiscover
-//! EXCH section, a database without an RPC client access server keeps the
-//! `<Server>` the member gave.
+//! (see `patterns`). When clients reach the array on a port other than 443
+//! (`[array] public_port`), `https://` URLs naming a member (and their
+//! percent-escaped forms) also get that port: `https://ex1.lab.local/EWS/`
+//! becomes `https://mail.lab.com:8443/EWS/`, in headers and bodies alike,
+//! while a bare host name gets none. The one exception, as in Exchange: in
+//! an Autodiscover EXCH section, a database without an RPC client access
+//! server keeps the `<Server>` the member gave.
 
 mod autodiscover;
 mod body;

@@ -15,6 +15,15 @@
 //! Patterns that start (end) with something other than a host byte, such as
 //! `[::1]:9001`, skip the left (right) rule.
 //!
+//! URL patterns (`https://ex1.lab.local`, `https://ex1.lab.local:443` and
+//! their percent-escaped forms, made only when the array's public port is
+//! not 443) keep their scheme, put the replacement in place of the host and
+//! port, and add the public port after it. Their host must also end the
+//! URL's authority: not followed by `:` (another port: the plain host
+//! pattern then keeps it), nor its escape `%3A`, nor by a `.` that roots
+//! the name (`.` then `/`, `:`, `?`, `#`, `%` or a host byte). A `.` ending
+//! a sentence after the URL is fine: the port goes before it.
+//!
 //! Where a pattern may start is found by `candidates`; the rules are applied
 //! here. A candidate the rules reject falls back to the shorter patterns at
 //! the same position, then to the next candidate.
@@ -25,6 +34,13 @@ use super::candidates::{Candidate, Candidates};
 
 /// Bytes of look-ahead the right-edge rule needs past the end of a pattern.
 pub(crate) const LOOKAHEAD: usize = 2;
+
+/// The look-ahead when percent-escaped URL patterns are present: the three
+/// bytes of a `%3A` that must not follow their host.
+pub(crate) const ESCAPED_URL_LOOKAHEAD: usize = 3;
+
+/// `https%3a`: where the escaped `:` of an escaped URL pattern starts.
+const ESCAPED_COLON_AT: usize = "https".len();
 
 /// `[A-Za-z0-9-_]`: bytes that continue a host name label.
 pub(crate) fn is_host_byte(b: u8) -> bool {
@@ -43,6 +59,39 @@ pub(crate) enum NeedleKind {
     /// `%40`), as in a URL carried in a query string: the three escape
     /// bytes are kept and the host after them is replaced.
     Escaped,
+    /// `https://` and a host, with or without a port
+    /// (`https://ex1.lab.local`, `https://ex1.lab.local:443`): the scheme
+    /// is kept, the host and port become the replacement and `:port`.
+    Url {
+        /// The port written after the replacement.
+        port: u16,
+    },
+    /// The same percent-escaped, as in a query string
+    /// (`https%3A%2F%2Fex1.lab.local`, `...%3A443`): `https%3A%2F%2F` is
+    /// kept, the host and port become the replacement, the escaped colon
+    /// (in the case the match wrote it) and the port.
+    EscapedUrl {
+        /// The port written after the replacement.
+        port: u16,
+    },
+}
+
+/// Whether a pattern is the scheme and host of a URL, and how escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlForm {
+    No,
+    Plain,
+    Escaped,
+}
+
+/// What a match writes after the replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Suffix {
+    Nothing,
+    /// Written as is (`:8443`).
+    Bytes(Box<[u8]>),
+    /// The match's own escaped colon (`%3A` or `%3a`), then these digits.
+    EscapedPort(Box<[u8]>),
 }
 
 /// One text to find, before compilation.
@@ -59,9 +108,11 @@ struct Pattern {
     left_guard: bool,
     right_guard: bool,
     colon_guard: bool,
+    url: UrlForm,
     /// Leading bytes of a match written out unchanged (the escape of an
-    /// [`NeedleKind::Escaped`] needle).
+    /// [`NeedleKind::Escaped`] needle, the scheme of a URL).
     keep: usize,
+    suffix: Suffix,
 }
 
 impl Pattern {
@@ -71,13 +122,46 @@ impl Pattern {
         let escaped = needle.kind == NeedleKind::Escaped;
         let first = bytes.first().copied().unwrap_or(b' ');
         let last = bytes.last().copied().unwrap_or(b' ');
+        let (url, keep, suffix) = match needle.kind {
+            NeedleKind::Host | NeedleKind::Ipv6 => (UrlForm::No, 0, Suffix::Nothing),
+            NeedleKind::Escaped => (UrlForm::No, 3, Suffix::Nothing),
+            NeedleKind::Url { port } => (
+                UrlForm::Plain,
+                "https://".len(),
+                Suffix::Bytes(format!(":{port}").into_bytes().into()),
+            ),
+            NeedleKind::EscapedUrl { port } => (
+                UrlForm::Escaped,
+                "https%3a%2f%2f".len(),
+                Suffix::EscapedPort(port.to_string().into_bytes().into()),
+            ),
+        };
         Self {
             // An escape is its own boundary: `F` of `%2F` is no host byte.
             left_guard: !escaped && (v6 || is_host_byte(first)),
-            right_guard: v6 || is_host_byte(last),
+            right_guard: v6 || url != UrlForm::No || is_host_byte(last),
             colon_guard: v6,
-            keep: if escaped { 3 } else { 0 },
+            url,
+            keep: keep.min(bytes.len()),
+            suffix,
             bytes,
+        }
+    }
+
+    /// Writes what replaces `matched` (a match of this pattern).
+    fn write(&self, matched: &[u8], replacement: &[u8], out: &mut BytesMut) {
+        out.extend_from_slice(matched.get(..self.keep).unwrap_or_default());
+        out.extend_from_slice(replacement);
+        match &self.suffix {
+            Suffix::Nothing => {}
+            Suffix::Bytes(b) => out.extend_from_slice(b),
+            Suffix::EscapedPort(digits) => {
+                let colon = matched
+                    .get(ESCAPED_COLON_AT..ESCAPED_COLON_AT + 3)
+                    .unwrap_or(b"%3A");
+                out.extend_from_slice(colon);
+                out.extend_from_slice(digits);
+            }
         }
     }
 
@@ -97,11 +181,25 @@ impl Pattern {
         if !self.right_guard {
             return true;
         }
+        if self.url != UrlForm::No && !url_authority_ends(after, self.url) {
+            return false;
+        }
         match after {
             [] => true,
             [b'.', next, ..] => !is_host_byte(*next),
             [b, ..] => !(is_host_byte(*b) || (self.colon_guard && *b == b':')),
         }
+    }
+}
+
+/// Whether the bytes after a URL pattern's host end the URL's authority:
+/// no port (`:`, or `%3A` in an escaped URL) and no `.` rooting the name.
+fn url_authority_ends(after: &[u8], form: UrlForm) -> bool {
+    match after {
+        [b':', ..] => false,
+        [b'.', next, ..] => !(is_host_byte(*next) || b"/:?#%".contains(next)),
+        [b'%', b'3', a, ..] if form == UrlForm::Escaped => !a.eq_ignore_ascii_case(&b'a'),
+        _ => true,
     }
 }
 
@@ -133,6 +231,9 @@ pub(crate) struct Matcher {
     candidates: Candidates,
     replacement: Box<[u8]>,
     max_len: usize,
+    /// [`LOOKAHEAD`], or [`ESCAPED_URL_LOOKAHEAD`] with escaped URL
+    /// patterns.
+    lookahead: usize,
 }
 
 impl Matcher {
@@ -159,27 +260,34 @@ impl Matcher {
         let texts: Vec<&[u8]> = patterns.iter().map(|p| &*p.bytes).collect();
         let candidates = Candidates::new(&texts);
         let max_len = patterns.iter().map(|p| p.bytes.len()).max().unwrap_or(0);
+        let lookahead = if patterns.iter().any(|p| p.url == UrlForm::Escaped) {
+            ESCAPED_URL_LOOKAHEAD
+        } else {
+            LOOKAHEAD
+        };
         Self {
             patterns,
             by_first,
             candidates,
             replacement: replacement.as_bytes().into(),
             max_len,
+            lookahead,
         }
     }
 
     /// Bytes a stream must keep back so that every match can be decided:
-    /// the longest pattern plus one. A position is decided once this many
-    /// bytes follow it: the rest of the longest pattern and the
-    /// [`LOOKAHEAD`].
+    /// the longest pattern plus the look-ahead minus one (plus one without
+    /// escaped URL patterns, plus two with). A position is decided once
+    /// this many bytes follow it: the rest of the longest pattern and the
+    /// look-ahead.
     pub(crate) fn hold_back(&self) -> usize {
-        self.max_len + LOOKAHEAD - 1
+        self.max_len + self.lookahead - 1
     }
 
-    /// The match at a candidate, as (length, bytes kept): the pattern the
-    /// search named if the edge rules allow it, else the longest shorter
-    /// pattern at the same position they allow.
-    fn decide(&self, data: &[u8], c: Candidate, before: Option<u8>) -> Option<(usize, usize)> {
+    /// The pattern matching at a candidate: the one the search named if the
+    /// edge rules allow it, else the longest shorter pattern at the same
+    /// position they allow.
+    fn decide(&self, data: &[u8], c: Candidate, before: Option<u8>) -> Option<&Pattern> {
         let Some(p) = c.pattern.and_then(|i| self.patterns.get(i)) else {
             return self.match_at(data, c.at, before, usize::MAX);
         };
@@ -188,22 +296,22 @@ impl Matcher {
         if p.left_ok(prev_byte(data, c.at, before))
             && p.right_ok(data.get(end..).unwrap_or_default())
         {
-            return Some((p.bytes.len(), p.keep));
+            return Some(p);
         }
         self.match_at(data, c.at, before, p.bytes.len())
     }
 
-    /// The match at `data[pos]` of a pattern shorter than `shorter_than`,
-    /// if any, as (length, bytes kept). `before` is the byte before
-    /// `data[0]` (`None`: the start of the text). Bytes missing past the
-    /// end of `data` count as the end of the text.
+    /// The pattern shorter than `shorter_than` matching at `data[pos]`, if
+    /// any. `before` is the byte before `data[0]` (`None`: the start of the
+    /// text). Bytes missing past the end of `data` count as the end of the
+    /// text.
     fn match_at(
         &self,
         data: &[u8],
         pos: usize,
         before: Option<u8>,
         shorter_than: usize,
-    ) -> Option<(usize, usize)> {
+    ) -> Option<&Pattern> {
         let prev = prev_byte(data, pos, before);
         let first = data.get(pos)?.to_ascii_lowercase();
         for &i in &self.by_first[usize::from(first)] {
@@ -219,7 +327,7 @@ impl Matcher {
                 && p.left_ok(prev)
                 && p.right_ok(data.get(end..).unwrap_or_default())
             {
-                return Some((p.bytes.len(), p.keep));
+                return Some(p);
             }
         }
         None
@@ -249,10 +357,11 @@ impl Matcher {
             };
             pos = c.at;
             match self.decide(data, c, before) {
-                Some((len, keep)) => {
-                    out.extend_from_slice(&data[copied..pos + keep]);
-                    out.extend_from_slice(&self.replacement);
-                    pos += len;
+                Some(p) => {
+                    let end = pos + p.bytes.len();
+                    out.extend_from_slice(&data[copied..pos]);
+                    p.write(&data[pos..end], &self.replacement, out);
+                    pos = end;
                     copied = pos;
                     replaced += 1;
                 }
@@ -317,6 +426,94 @@ mod tests {
         let mut out = BytesMut::new();
         let n = m.rewrite_all(s.as_bytes(), &mut out);
         (String::from_utf8(out.to_vec()).unwrap(), n)
+    }
+
+    fn url_lab() -> Matcher {
+        let url = |text: &str| Needle {
+            text: text.into(),
+            kind: NeedleKind::Url { port: 8443 },
+        };
+        let escaped_url = |text: &str| Needle {
+            text: text.into(),
+            kind: NeedleKind::EscapedUrl { port: 8443 },
+        };
+        Matcher::new(
+            &[
+                host("EX1"),
+                host("ex1.lab.local"),
+                Needle {
+                    text: "%2fex1.lab.local".into(),
+                    kind: NeedleKind::Escaped,
+                },
+                url("https://EX1"),
+                url("https://ex1.lab.local"),
+                url("https://ex1.lab.local:443"),
+                escaped_url("https%3a%2f%2fex1.lab.local"),
+                escaped_url("https%3a%2f%2fex1.lab.local%3a443"),
+            ],
+            "mail.lab.com",
+        )
+    }
+
+    #[test]
+    fn url_patterns_keep_the_scheme_and_add_the_port() {
+        let m = url_lab();
+        for (s, want) in [
+            ("https://EX1/", "https://mail.lab.com:8443/"),
+            ("Https://ex1.lab.local:443", "Https://mail.lab.com:8443"),
+            ("(https://EX1)", "(https://mail.lab.com:8443)"),
+            ("https://EX1?a", "https://mail.lab.com:8443?a"),
+            ("https://EX1#a", "https://mail.lab.com:8443#a"),
+            ("https://EX1. x", "https://mail.lab.com:8443. x"),
+            ("https://EX1.", "https://mail.lab.com:8443."),
+            // Another port, a rooted name, a longer name: the host alone.
+            ("https://EX1:8443/", "https://mail.lab.com:8443/"),
+            ("https://ex1.lab.local:4431/", "https://mail.lab.com:4431/"),
+            ("https://EX1./", "https://mail.lab.com./"),
+            ("https://EX1.:443/", "https://mail.lab.com.:443/"),
+            ("https://EX1.lab.localx/", "https://EX1.lab.localx/"),
+            ("https://EX1.other/", "https://EX1.other/"),
+            // Escaped: the match's own escaped colon, in its case.
+            (
+                "https%3A%2F%2Fex1.lab.local%2F",
+                "https%3A%2F%2Fmail.lab.com%3A8443%2F",
+            ),
+            (
+                "HTTPS%3a%2F%2Fex1.lab.local%3A443&",
+                "HTTPS%3a%2F%2Fmail.lab.com%3a8443&",
+            ),
+            (
+                "https%3A%2F%2Fex1.lab.local%3a444",
+                "https%3A%2F%2Fmail.lab.com%3a444",
+            ),
+            (
+                "https%3A%2F%2Fex1.lab.local:444",
+                "https%3A%2F%2Fmail.lab.com:444",
+            ),
+            (
+                "https%3A%2F%2Fex1.lab.local%3",
+                "https%3A%2F%2Fmail.lab.com%3A8443%3",
+            ),
+        ] {
+            assert_eq!(rewrite(&m, s).0, want, "{s}");
+        }
+    }
+
+    #[test]
+    fn escaped_url_patterns_look_three_bytes_ahead() {
+        let longest = "https%3a%2f%2fex1.lab.local%3a443".len();
+        assert_eq!(url_lab().hold_back(), longest + ESCAPED_URL_LOOKAHEAD - 1);
+        let plain = Matcher::new(
+            &[Needle {
+                text: "https://ex1.lab.local:443".into(),
+                kind: NeedleKind::Url { port: 8443 },
+            }],
+            "mail.lab.com",
+        );
+        assert_eq!(
+            plain.hold_back(),
+            "https://ex1.lab.local:443".len() + LOOKAHEAD - 1
+        );
     }
 
     #[test]
@@ -413,6 +610,22 @@ mod tests {
         ] {
             assert_eq!(rewrite(&slow, s), rewrite(&fast, s), "{s}");
             assert_eq!(slow.finds_in(s.as_bytes()), fast.finds_in(s.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn the_first_byte_search_gives_the_same_url_rewrites() {
+        let fast = url_lab();
+        let mut slow = url_lab();
+        let texts: Vec<Vec<u8>> = slow.patterns.iter().map(|p| p.bytes.to_vec()).collect();
+        let texts: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+        slow.candidates = Candidates::first_bytes(&texts);
+        for s in [
+            "https://EX1/ https://ex1.lab.local:443 https://EX1:8443/ https://EX1./",
+            "url=https%3A%2F%2Fex1.lab.local%3A443%2F&b=https%3a%2f%2fEX1.LAB.LOCAL%3a9",
+            "hhttps://EX1 https://EX1.other https://ex1.lab.local.",
+        ] {
+            assert_eq!(rewrite(&slow, s), rewrite(&fast, s), "{s}");
         }
     }
 

@@ -20,14 +20,27 @@ pub struct MemberIdentity {
     pub address: SocketAddr,
 }
 
+/// The port HTTPS URLs name when they name none.
+const HTTPS_PORT: u16 = 443;
+
 /// Everything the rewriters need, built once per configuration and shared.
 ///
 /// Every member name, fqdn and address (`127.0.0.1:9001`, `127.0.0.1`,
 /// `[::1]:9001`, `[::1]`, `::1`) becomes the public name; inside a
 /// `<ServerDN>` they become the array name.
+///
+/// With a public port other than 443, an `https://` URL naming a member
+/// (`https://ex1.lab.local/...`, `https://ex1.lab.local:443/...`,
+/// `https://127.0.0.1:9001/...`, any case) becomes
+/// `https://<public name>:<public port>/...`, and so does its
+/// percent-escaped form for member names and fqdns
+/// (`https%3A%2F%2Fex1.lab.local%2F...` to `...%3A8443%2F...`). Host names
+/// outside a URL, URLs with another explicit port and `http://` URLs get
+/// the public name alone, as with port 443.
 #[derive(Debug)]
 pub struct RewritePlan {
     public_name: String,
+    public_port: u16,
     array_name: String,
     to_public: Arc<Matcher>,
     to_array: Arc<Matcher>,
@@ -38,13 +51,27 @@ pub struct RewritePlan {
 }
 
 impl RewritePlan {
-    /// Builds the plan. `public_name` is what member names become (the
-    /// first public name of the array); `array_name` is the array's
-    /// `name`, used in `ServerDN`; `databases` pairs each database name with
-    /// its RPC client access server (`None`: unset).
+    /// Builds the plan for clients reaching the public name on port 443.
+    /// `public_name` is what member names become (the first public name of
+    /// the array); `array_name` is the array's `name`, used in `ServerDN`;
+    /// `databases` pairs each database name with its RPC client access
+    /// server (`None`: unset).
     pub fn new(
         members: &[MemberIdentity],
         public_name: &str,
+        array_name: &str,
+        databases: &[(String, Option<String>)],
+    ) -> Self {
+        Self::with_public_port(members, public_name, HTTPS_PORT, array_name, databases)
+    }
+
+    /// [`RewritePlan::new`] for clients reaching the public name on
+    /// `public_port` (`[array] public_port`; 443 gives exactly what `new`
+    /// gives).
+    pub fn with_public_port(
+        members: &[MemberIdentity],
+        public_name: &str,
+        public_port: u16,
         array_name: &str,
         databases: &[(String, Option<String>)],
     ) -> Self {
@@ -91,11 +118,17 @@ impl RewritePlan {
             ips.push(ip);
         }
         hosts.retain(|h| !h.is_empty());
+        // ServerDN names the array, never a URL: no URL patterns there.
+        let to_array = Matcher::new(&needles, array_name);
+        if public_port != HTTPS_PORT {
+            needles.extend(url_needles(members, public_name, public_port));
+        }
         Self {
             public_name: public_name.to_owned(),
+            public_port,
             array_name: array_name.to_owned(),
             to_public: Arc::new(Matcher::new(&needles, public_name)),
-            to_array: Arc::new(Matcher::new(&needles, array_name)),
+            to_array: Arc::new(to_array),
             hosts,
             ips,
             databases: databases.to_vec(),
@@ -105,6 +138,11 @@ impl RewritePlan {
     /// What member names become.
     pub fn public_name(&self) -> &str {
         &self.public_name
+    }
+
+    /// The port member URLs are given (443: none is written).
+    pub fn public_port(&self) -> u16 {
+        self.public_port
     }
 
     /// The array's name, used in `ServerDN`.
@@ -155,6 +193,39 @@ impl RewritePlan {
     }
 }
 
+/// The URL patterns for a public port other than 443: `https://` and each
+/// member name, fqdn, IP address (bracketed for IPv6) alone or with `:443`,
+/// and each address with its own port; the percent-escaped forms of the
+/// names and fqdns (as a URL in a query string writes them). Hosts that are
+/// the public name itself are left out, as the host patterns leave it out.
+fn url_needles(members: &[MemberIdentity], public_name: &str, port: u16) -> Vec<Needle> {
+    let plain = NeedleKind::Url { port };
+    let escaped = NeedleKind::EscapedUrl { port };
+    let mut needles = Vec::new();
+    let mut push = |text: String, kind: NeedleKind| needles.push(Needle { text, kind });
+    let own = |host: &str| !host.is_empty() && !host.eq_ignore_ascii_case(public_name);
+    for m in members {
+        for host in [&m.name, &m.fqdn] {
+            let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+            if own(&host) {
+                push(format!("https://{host}"), plain);
+                push(format!("https://{host}:{HTTPS_PORT}"), plain);
+                push(format!("https%3a%2f%2f{host}"), escaped);
+                push(format!("https%3a%2f%2f{host}%3a{HTTPS_PORT}"), escaped);
+            }
+        }
+        let ip = match m.address.ip() {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        push(format!("https://{ip}"), plain);
+        push(format!("https://{ip}:{HTTPS_PORT}"), plain);
+        // The member's own endpoint (`https://127.0.0.1:9001`) is the array's.
+        push(format!("https://{}", m.address), plain);
+    }
+    needles
+}
+
 /// Whether `text` names a member (by name, fqdn or address, under the same
 /// rules the rewriters use): what no answer through the array may do.
 pub fn names_member(plan: &RewritePlan, text: &[u8]) -> bool {
@@ -166,7 +237,12 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn lab_plan() -> RewritePlan {
-        RewritePlan::new(
+        lab_plan_on(443)
+    }
+
+    /// The lab's plan for clients reaching the array on `public_port`.
+    pub(crate) fn lab_plan_on(public_port: u16) -> RewritePlan {
+        RewritePlan::with_public_port(
             &[
                 MemberIdentity {
                     name: "EX1".into(),
@@ -180,12 +256,228 @@ pub(crate) mod tests {
                 },
             ],
             "mail.lab.com",
+            public_port,
             "CASARRAY01",
             &[
                 ("DB01".into(), Some("outlook.lab.com".into())),
                 ("DB02".into(), None),
             ],
         )
+    }
+
+    fn rewritten(plan: &RewritePlan, text: &str) -> (String, usize) {
+        let mut out = BytesMut::new();
+        let n = plan.rewrite(text.as_bytes(), &mut out);
+        (String::from_utf8(out.to_vec()).unwrap(), n)
+    }
+
+    /// (member text, with public port 443, with public port 8443); an
+    /// empty expectation: unchanged.
+    const URL_CASES: &[(&str, &str, &str)] = &[
+        (
+            "https://ex1.lab.local/EWS/Exchange.asmx",
+            "https://mail.lab.com/EWS/Exchange.asmx",
+            "https://mail.lab.com:8443/EWS/Exchange.asmx",
+        ),
+        (
+            "HTTPS://EX1.Lab.Local:443/owa",
+            "HTTPS://mail.lab.com:443/owa",
+            "HTTPS://mail.lab.com:8443/owa",
+        ),
+        (
+            "https://EX1/owa",
+            "https://mail.lab.com/owa",
+            "https://mail.lab.com:8443/owa",
+        ),
+        (
+            "https://ex2.lab.local",
+            "https://mail.lab.com",
+            "https://mail.lab.com:8443",
+        ),
+        (
+            "<a href=\"https://127.0.0.1:9001/x\">",
+            "<a href=\"https://mail.lab.com/x\">",
+            "<a href=\"https://mail.lab.com:8443/x\">",
+        ),
+        (
+            "https://127.0.0.1/x",
+            "https://mail.lab.com/x",
+            "https://mail.lab.com:8443/x",
+        ),
+        (
+            "https://127.0.0.1:443/",
+            "https://mail.lab.com:443/",
+            "https://mail.lab.com:8443/",
+        ),
+        (
+            "https://[::1]:9002/",
+            "https://mail.lab.com/",
+            "https://mail.lab.com:8443/",
+        ),
+        (
+            "https://[::1]/",
+            "https://mail.lab.com/",
+            "https://mail.lab.com:8443/",
+        ),
+        (
+            "https://[::1]:443/",
+            "https://mail.lab.com:443/",
+            "https://mail.lab.com:8443/",
+        ),
+        // Another explicit port is the member's: kept.
+        (
+            "https://ex1.lab.local:444/x",
+            "https://mail.lab.com:444/x",
+            "https://mail.lab.com:444/x",
+        ),
+        (
+            "https://ex1.lab.local:4430/",
+            "https://mail.lab.com:4430/",
+            "https://mail.lab.com:4430/",
+        ),
+        (
+            "https://[::1]:9003/",
+            "https://mail.lab.com:9003/",
+            "https://mail.lab.com:9003/",
+        ),
+        // http:// is not the array's HTTPS port: the host only, as with 443.
+        (
+            "http://ex1.lab.local/x",
+            "http://mail.lab.com/x",
+            "http://mail.lab.com/x",
+        ),
+        (
+            "http://127.0.0.1:9001/x",
+            "http://mail.lab.com/x",
+            "http://mail.lab.com/x",
+        ),
+        // Host names outside a URL get no port.
+        (
+            "<Server>ex1.lab.local</Server> cn=EX1",
+            "<Server>mail.lab.com</Server> cn=mail.lab.com",
+            "<Server>mail.lab.com</Server> cn=mail.lab.com",
+        ),
+        ("ex1.lab.local:443", "mail.lab.com:443", "mail.lab.com:443"),
+        (
+            "xhttps://EX1/",
+            "xhttps://mail.lab.com/",
+            "xhttps://mail.lab.com/",
+        ),
+        // A sentence's full stop after the URL; a rooted name in one.
+        (
+            "see https://EX1.",
+            "see https://mail.lab.com.",
+            "see https://mail.lab.com:8443.",
+        ),
+        (
+            "https://ex1.lab.local./owa",
+            "https://mail.lab.com./owa",
+            "https://mail.lab.com./owa",
+        ),
+        // Other hosts, and URLs already on the array, stay.
+        (
+            "https://www.ex1.lab.local/ https://ex1.lab.localhost/",
+            "",
+            "",
+        ),
+        (
+            "https://mail.lab.com/owa https://mail.lab.com:8443/owa",
+            "",
+            "",
+        ),
+        // Percent-escaped URLs in a query string, in either case.
+        (
+            "url=https%3A%2F%2Fex1.lab.local%2Fowa%2F&u=a%40EX1",
+            "url=https%3A%2F%2Fmail.lab.com%2Fowa%2F&u=a%40mail.lab.com",
+            "url=https%3A%2F%2Fmail.lab.com%3A8443%2Fowa%2F&u=a%40mail.lab.com",
+        ),
+        (
+            "url=https%3a%2f%2fEX1%3a443%2f",
+            "url=https%3a%2f%2fmail.lab.com%3a443%2f",
+            "url=https%3a%2f%2fmail.lab.com%3a8443%2f",
+        ),
+        (
+            "url=https%3A%2F%2Fex1.lab.local%3A444%2F",
+            "url=https%3A%2F%2Fmail.lab.com%3A444%2F",
+            "url=https%3A%2F%2Fmail.lab.com%3A444%2F",
+        ),
+        (
+            "url=https%3A%2F%2Fex1.lab.local%3Fa",
+            "url=https%3A%2F%2Fmail.lab.com%3Fa",
+            "url=https%3A%2F%2Fmail.lab.com%3A8443%3Fa",
+        ),
+    ];
+
+    #[test]
+    fn https_urls_carry_a_public_port_other_than_443() {
+        let (on_443, on_8443) = (lab_plan(), lab_plan_on(8443));
+        for (text, want_443, want_8443) in URL_CASES {
+            let want_443 = if want_443.is_empty() { text } else { want_443 };
+            let want_8443 = if want_8443.is_empty() {
+                text
+            } else {
+                want_8443
+            };
+            let (got, n) = rewritten(&on_443, text);
+            assert_eq!(got, *want_443, "443: {text}");
+            // As many replacements either way: one per name.
+            assert_eq!(
+                rewritten(&on_8443, text),
+                (want_8443.to_string(), n),
+                "8443: {text}"
+            );
+            assert!(!names_member(&on_8443, want_8443.as_bytes()), "{want_8443}");
+        }
+    }
+
+    #[test]
+    fn port_443_builds_what_new_builds() {
+        let by_new = RewritePlan::new(
+            &[MemberIdentity {
+                name: "EX1".into(),
+                fqdn: "ex1.lab.local".into(),
+                address: "127.0.0.1:9001".parse().unwrap(),
+            }],
+            "mail.lab.com",
+            "CASARRAY01",
+            &[],
+        );
+        assert_eq!(by_new.public_port(), 443);
+        assert_eq!(lab_plan().public_port(), 443);
+        assert_eq!(lab_plan_on(8443).public_port(), 8443);
+        // No URL patterns at 443: the hold-back is the longest name's.
+        let hold = |p: &RewritePlan| p.stream_rewriter().max_held_back();
+        assert_eq!(hold(&by_new), "%2fex1.lab.local".len() + 1);
+        assert_eq!(hold(&lab_plan()), "%2fex1.lab.local".len() + 1);
+        assert_eq!(
+            hold(&lab_plan_on(8443)),
+            "https%3a%2f%2fex1.lab.local%3a443".len() + 2
+        );
+        // ServerDN never gets a port.
+        let mut out = BytesMut::new();
+        lab_plan_on(8443)
+            .to_array()
+            .rewrite_all(b"cn=EX1 https://EX1/", &mut out);
+        assert_eq!(&out[..], b"cn=CASARRAY01 https://CASARRAY01/");
+    }
+
+    #[test]
+    fn the_public_name_as_a_member_host_gets_no_url_pattern() {
+        let plan = RewritePlan::with_public_port(
+            &[MemberIdentity {
+                name: "EX1".into(),
+                fqdn: "mail.lab.com".into(),
+                address: "127.0.0.1:9001".parse().unwrap(),
+            }],
+            "mail.lab.com",
+            8443,
+            "CASARRAY01",
+            &[],
+        );
+        assert_eq!(
+            rewritten(&plan, "https://mail.lab.com/ https://EX1/"),
+            ("https://mail.lab.com/ https://mail.lab.com:8443/".into(), 1)
+        );
     }
 
     #[test]

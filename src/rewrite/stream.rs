@@ -11,7 +11,8 @@ use super::patterns::Matcher;
 /// replace over the whole body would give.
 ///
 /// It keeps back at most the longest pattern plus one byte (the rest of a
-/// name and the two bytes of look-ahead of the name-boundary rule) between
+/// name and the two bytes of look-ahead of the name-boundary rule; plus
+/// two bytes when escaped URL patterns need three of look-ahead) between
 /// calls, whatever the body size; apart
 /// from that, output for a chunk is written as soon as it is decided. Made
 /// by [`RewritePlan::stream_rewriter`](super::RewritePlan::stream_rewriter).
@@ -91,7 +92,7 @@ impl StreamRewriter {
     }
 
     /// The most bytes ever kept back between calls: the longest pattern
-    /// plus one.
+    /// plus one (plus two with escaped URL patterns).
     pub fn max_held_back(&self) -> usize {
         self.matcher.hold_back()
     }
@@ -168,6 +169,27 @@ mod tests {
         let (out, n) = run(&mut r, &[b"1 EX1"]);
         assert_eq!(out, b"1 mail.lab.com");
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn urls_with_the_public_port_are_found_across_every_split() {
+        let plan = crate::rewrite::plan::tests::lab_plan_on(8443);
+        let text = b"<a href=\"https://EX1:443/owa\">https://ex1.lab.local.</a> \
+            url=https%3a%2f%2fex1.lab.local%3A443%2f https://[::1]:9002/ https://EX1:444";
+        let mut want = BytesMut::new();
+        let want_n = plan.rewrite(text, &mut want);
+        assert_eq!(
+            &want[..],
+            &b"<a href=\"https://mail.lab.com:8443/owa\">https://mail.lab.com:8443.</a> \
+            url=https%3a%2f%2fmail.lab.com%3a8443%2f https://mail.lab.com:8443/ https://mail.lab.com:444"[..]
+        );
+        for i in 0..=text.len() {
+            for j in (i..=text.len()).step_by(7) {
+                let mut r = plan.stream_rewriter();
+                let (out, n) = run(&mut r, &[&text[..i], &text[i..j], &text[j..]]);
+                assert_eq!((&out[..], n), (&want[..], want_n), "cut at {i}, {j}");
+            }
+        }
     }
 
     #[test]
