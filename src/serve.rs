@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::admin::{self, Metrics};
 use crate::config::{self, Config};
 use crate::proxy::listener::{accept_loop, Shared};
+use crate::proxy::redirect;
 use crate::proxy::snapshot::Snapshot;
 use crate::tls::{self, CertStore};
 use crate::upstream::health::HealthChecks;
@@ -53,6 +54,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
 pub struct Bound {
     pub https: SocketAddr,
     pub admin: SocketAddr,
+    /// `listen.http_redirect`, when set.
+    pub http_redirect: Option<SocketAddr>,
 }
 
 /// Everything a reload may replace.
@@ -70,10 +73,16 @@ struct Running {
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let server = start(cfg, true).await?;
     // Readiness: tests and scripts wait for this line.
-    println!(
-        "casarray serving https://{} (admin http://{})",
-        server.bound.https, server.bound.admin
-    );
+    match server.bound.http_redirect {
+        None => println!(
+            "casarray serving https://{} (admin http://{})",
+            server.bound.https, server.bound.admin
+        ),
+        Some(redirect) => println!(
+            "casarray serving https://{} (admin http://{}, redirect http://{redirect})",
+            server.bound.https, server.bound.admin
+        ),
+    }
     server.wait().await
 }
 
@@ -131,9 +140,21 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     let admin_listener = TcpListener::bind(cfg.listen.admin)
         .await
         .with_context(|| format!("cannot listen on {} (listen.admin)", cfg.listen.admin))?;
+    let redirect_listener = match cfg.listen.http_redirect {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (listen.http_redirect)"))?,
+        ),
+        None => None,
+    };
     let bound = Bound {
         https: https.local_addr()?,
         admin: admin_listener.local_addr()?,
+        http_redirect: match &redirect_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        },
     };
 
     // `halt` stops the listeners; `stop` is the caller's way to ask for it.
@@ -146,6 +167,13 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         Arc::clone(&graceful),
         halt_rx.clone(),
     ));
+    let redirect_task = redirect_listener.map(|l| {
+        tokio::spawn(redirect::redirect_loop(
+            l,
+            Arc::clone(&shared),
+            halt_rx.clone(),
+        ))
+    });
     let admin_task = tokio::spawn(admin::run(
         admin_listener,
         Arc::clone(&shared),
@@ -167,6 +195,7 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         halt: halt_tx,
         accept,
         admin: admin_task,
+        redirect: redirect_task,
         graceful,
     };
     // Signal handlers and the file watch exist before `start` returns: a
@@ -246,6 +275,9 @@ async fn supervise(
         }
     }
     listeners.admin.abort();
+    if let Some(redirect) = listeners.redirect {
+        redirect.abort();
+    }
     Ok(())
 }
 
@@ -265,6 +297,7 @@ struct Listeners {
     halt: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
     admin: tokio::task::JoinHandle<()>,
+    redirect: Option<tokio::task::JoinHandle<()>>,
     graceful: Arc<GracefulShutdown>,
 }
 

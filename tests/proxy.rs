@@ -625,3 +625,89 @@ async fn sigterm_lets_in_flight_requests_finish() {
         "no new connections after stop"
     );
 }
+
+/// Sends a raw HTTP/1.1 request to `addr`; returns the status and the
+/// Location header of the answer.
+async fn raw_redirect(
+    addr: std::net::SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("answer within 20 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let location = text
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap_or("")
+        .to_owned();
+    (status, location)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_redirected_to_https_on_the_arrays_names_only() {
+    for (port_line, port) in [("", ""), ("public_port = 8443\n", ":8443")] {
+        let dir = tempdir();
+        let certs = make_certs(dir.path());
+        let backend = EchoBackend::start("EX1").await;
+        let text = config_toml(&certs, &[("EX1", backend.addr)], "")
+            .replace("[listen]\n", "[listen]\nhttp_redirect = \"127.0.0.1:0\"\n")
+            .replace("[array]\n", &format!("[array]\n{port_line}"));
+        let config = dir.path().join("casarray.toml");
+        std::fs::write(&config, text).unwrap();
+        let (_array, addrs) = spawn_array(&config);
+        let redirect = addrs
+            .redirect
+            .expect("the readiness line names the redirect listener");
+        assert_eq!(
+            raw_redirect(redirect, "GET", FQDN, "/owa/?a=1&b=2").await,
+            (301, format!("https://{FQDN}{port}/owa/?a=1&b=2"))
+        );
+        assert_eq!(
+            raw_redirect(redirect, "GET", "AUTODISCOVER.lab.com:80", "/").await,
+            (301, format!("https://AUTODISCOVER.lab.com{port}/"))
+        );
+        // A host that is not the array's, or the listener's own address:
+        // the public name, never the client's choice.
+        assert_eq!(
+            raw_redirect(redirect, "GET", "evil.example.com", "/owa/").await,
+            (301, format!("https://{FQDN}{port}/owa/"))
+        );
+        assert_eq!(
+            raw_redirect(redirect, "HEAD", &redirect.to_string(), "/x").await,
+            (301, format!("https://{FQDN}{port}/x"))
+        );
+        // Other methods keep their method and body.
+        assert_eq!(
+            raw_redirect(redirect, "POST", FQDN, "/EWS/Exchange.asmx").await,
+            (308, format!("https://{FQDN}{port}/EWS/Exchange.asmx"))
+        );
+        assert_eq!(
+            backend.state.requests.load(Ordering::Relaxed),
+            0,
+            "nothing forwarded"
+        );
+        let counted = metric(
+            addrs.admin,
+            "casarray_requests_total",
+            &[("service", "http_redirect")],
+        )
+        .await;
+        assert_eq!(counted, 5.0);
+    }
+}

@@ -9,6 +9,7 @@ pub mod forward;
 pub mod headers;
 pub mod idle;
 pub mod listener;
+pub mod redirect;
 pub mod replay;
 pub mod respond;
 pub mod router;

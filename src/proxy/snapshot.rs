@@ -66,6 +66,8 @@ pub struct Snapshot {
     /// `https://<public name>` prefix (with `:<public_port>` when not 443),
     /// for redirects.
     pub public_origin: HeaderValue,
+    /// The array's first public name (what redirects name by default).
+    pub public_name: String,
 }
 
 impl Snapshot {
@@ -165,6 +167,7 @@ impl Snapshot {
             plan,
             hosts: hosts.into_boxed_slice(),
             public_origin,
+            public_name: public.clone(),
         })
     }
 
@@ -209,7 +212,7 @@ impl Snapshot {
 
 /// `host` as name and port; `None` when what follows the name is not `:`
 /// and a port number.
-fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
     let (name, rest) = if host.starts_with('[') {
         let end = host.find(']')?;
         (&host[..=end], &host[end + 1..])

@@ -223,6 +223,8 @@ pub fn spawn_mock(name: &str, store: &Path, extra: &[&str]) -> (Proc, SocketAddr
 pub struct ArrayAddrs {
     pub https: SocketAddr,
     pub admin: SocketAddr,
+    /// `listen.http_redirect`, when the config sets it.
+    pub redirect: Option<SocketAddr>,
 }
 
 /// Starts `casarray serve --config FILE`.
@@ -254,9 +256,14 @@ pub fn spawn_array_with(config: &Path, args: &[&str], log: Option<&Path>) -> (Pr
         let rest = l.strip_prefix("casarray serving https://")?;
         let (https, rest) = rest.split_once(' ')?;
         let admin = rest.strip_prefix("(admin http://")?.strip_suffix(')')?;
+        let (admin, redirect) = match admin.split_once(", redirect http://") {
+            Some((admin, redirect)) => (admin, Some(redirect.parse().ok()?)),
+            None => (admin, None),
+        };
         Some(ArrayAddrs {
             https: https.parse().ok()?,
             admin: admin.parse().ok()?,
+            redirect,
         })
     });
     (
