@@ -57,6 +57,18 @@ fn replace(path: &Path, text: &str) {
 
 /// The serial of the certificate the array serves on a new connection
 /// (a full handshake: a resumed session would show the old certificate).
+/// Waits (20 s at most) until the array serves a certificate whose serial
+/// is not `old`.
+async fn wait_serial_other_than(client: &Client, old: &[u8], what: &str) {
+    wait_until(what, Duration::from_secs(20), || async {
+        served_serial(client)
+            .await
+            .map(|s| s != old)
+            .unwrap_or(false)
+    })
+    .await;
+}
+
 async fn served_serial(client: &Client) -> anyhow::Result<Vec<u8>> {
     let tls = client.clone().without_resumption().tls().await?;
     let der = tls
@@ -144,17 +156,7 @@ async fn rotation_under_load_fails_nobody_and_bad_files_are_refused() {
     let (chain2, key2) = leaf(&ca, false);
     replace(&key_path, &key2);
     replace(&cert_path, &chain2);
-    wait_until(
-        "new certificate served",
-        Duration::from_secs(20),
-        || async {
-            served_serial(&client)
-                .await
-                .map(|s| s != first)
-                .unwrap_or(false)
-        },
-    )
-    .await;
+    wait_serial_other_than(&client, &first, "new certificate served").await;
     let second = served_serial(&client).await.unwrap();
     let after_rotation = ok.load(Ordering::Relaxed);
     wait_until("more traffic", Duration::from_secs(20), || {
@@ -263,17 +265,7 @@ async fn sighup_reloads_the_certificate() {
     std::fs::write(&key_path, &key2).unwrap();
     std::fs::write(&cert_path, &chain2).unwrap();
     array.signal(libc::SIGHUP);
-    wait_until(
-        "new certificate after SIGHUP",
-        Duration::from_secs(20),
-        || async {
-            served_serial(&client)
-                .await
-                .map(|s| s != first)
-                .unwrap_or(false)
-        },
-    )
-    .await;
+    wait_serial_other_than(&client, &first, "new certificate after SIGHUP").await;
     // The new certificate serves as soon as the store swaps; the reload
     // is counted once all of it is done.
     wait_until("the reload counted", Duration::from_secs(20), || async {
@@ -372,17 +364,7 @@ async fn a_kubernetes_data_swap_reloads_and_a_broken_one_is_refused() {
             ("mail.key", &key2),
         ],
     );
-    wait_until(
-        "new certificate after the ..data swap",
-        Duration::from_secs(20),
-        || async {
-            served_serial(&client)
-                .await
-                .map(|s| s != first)
-                .unwrap_or(false)
-        },
-    )
-    .await;
+    wait_serial_other_than(&client, &first, "new certificate after the ..data swap").await;
     let second = served_serial(&client).await.unwrap();
 
     // A broken certificate is refused and the swapped-in one keeps serving.
@@ -414,16 +396,6 @@ async fn a_kubernetes_data_swap_reloads_and_a_broken_one_is_refused() {
             ("mail.key", &key3),
         ],
     );
-    wait_until(
-        "certificate after the fixed swap",
-        Duration::from_secs(20),
-        || async {
-            served_serial(&client)
-                .await
-                .map(|s| s != second)
-                .unwrap_or(false)
-        },
-    )
-    .await;
+    wait_serial_other_than(&client, &second, "certificate after the fixed swap").await;
     assert_eq!(client.get("/owa/").await.unwrap().status(), 200);
 }
