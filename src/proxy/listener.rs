@@ -102,9 +102,7 @@ async fn accept_connection(stream: TcpStream, peer: SocketAddr, active: Active, 
     };
     let shared = &active.shared;
     let acceptor = TlsAcceptor::from(shared.tls.load_full());
-    let snap = shared.snapshot.load();
-    let timeout = snap.cfg.tls.handshake_timeout;
-    drop(snap);
+    let timeout = shared.snapshot.load().cfg.tls.handshake_timeout;
     let started = Instant::now();
     let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
@@ -135,6 +133,7 @@ async fn accept_connection(stream: TcpStream, peer: SocketAddr, active: Active, 
             forward::handle(snap, &shared.metrics, &ctx, req).await
         }
     });
+    // The config as it is now, after the handshake.
     let snap = shared.snapshot.load();
     // Each connection future is moved straight into the task it runs in,
     // so it is stored once.

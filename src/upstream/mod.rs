@@ -16,7 +16,6 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::uri::Authority;
 use rustls_pki_types::ServerName;
 
 use crate::admin::Metrics;
@@ -30,8 +29,6 @@ pub struct Backend {
     pub name: String,
     pub fqdn: String,
     pub address: SocketAddr,
-    /// `address` as a URI authority, made once.
-    pub authority: Authority,
     /// `Some(tls_server_name)` for a member with `tls = true`: connections
     /// to it are HTTPS, with this name in SNI and checked against its
     /// certificate. `None`: plain HTTP.
@@ -72,8 +69,6 @@ pub struct Upstreams {
 /// Why building the upstreams failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("member {name}: address {address} cannot be used as a URI authority")]
-    BadAuthority { name: String, address: SocketAddr },
     #[error("member {name}: tls_server_name {server_name:?} is not a TLS server name")]
     BadServerName { name: String, server_name: String },
     #[error(transparent)]
@@ -94,14 +89,6 @@ impl Upstreams {
     pub fn build(cfg: &Config, registry: &Registry) -> Result<Self, UpstreamError> {
         let mut backends = Vec::with_capacity(cfg.members.len());
         for m in &cfg.members {
-            let authority: Authority =
-                m.address
-                    .to_string()
-                    .parse()
-                    .map_err(|_| UpstreamError::BadAuthority {
-                        name: m.name.clone(),
-                        address: m.address,
-                    })?;
             let tls = m
                 .tls
                 .then(|| {
@@ -121,7 +108,6 @@ impl Upstreams {
                 name: m.name.clone(),
                 fqdn: m.fqdn.clone(),
                 address: m.address,
-                authority,
                 tls,
                 state,
                 cells,
