@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use casarray::upstream::balance::RoundRobin;
+use casarray::upstream::selection::round_robin::RoundRobin;
 
 fn pick(c: &mut Criterion) {
     let rr = RoundRobin::new(&[1, 1, 2, 1]);

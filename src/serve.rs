@@ -1,6 +1,6 @@
-//! `casarray serve`: wires the boxes of DESIGN.md together and runs them
-//! until SIGTERM/SIGINT; SIGHUP, or a change of the config or certificate
-//! files, reloads.
+//! `casarray serve`: wires the boxes of docs/ARCHITECTURE.md together and
+//! runs them until SIGTERM/SIGINT; SIGHUP, or a change of the config or
+//! certificate files, reloads.
 //!
 //! A reload validates the new config and loads its certificates before
 //! anything is swapped: a bad config or certificate is refused, logged and
@@ -13,23 +13,25 @@ use std::sync::Arc;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::admin::{self, Metrics};
+use crate::admin::{self, AdminListener};
 use crate::config::{self, Config};
-use crate::proxy::listener::{accept_loop, Shared};
-use crate::proxy::redirect;
-use crate::proxy::snapshot::Snapshot;
+use crate::listen::http_redirect::RedirectListener;
+use crate::listen::https::HttpsListener;
+use crate::listen::Listeners;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
 use crate::tls::{self, CertStore};
 use crate::upstream::health::HealthChecks;
-use crate::upstream::member::Registry;
+use crate::upstream::state::Registry;
 
 /// Loads the config, builds a runtime with `[runtime] workers` threads and
 /// serves until stopped.
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let cfg = config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = config::load(config_path)?;
     // One worker: a single-threaded event loop, as HAProxy's `nbthread 1`
     // or one nginx worker; it skips the work-stealing scheduler's
     // cross-thread bookkeeping, which one thread never needs.
@@ -58,13 +60,24 @@ pub struct Bound {
     pub http_redirect: Option<SocketAddr>,
 }
 
+impl std::fmt::Display for Bound {
+    /// The readiness line's addresses: `https://A (admin http://B[, redirect http://C])`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "https://{} (admin http://{}", self.https, self.admin)?;
+        if let Some(redirect) = self.http_redirect {
+            write!(f, ", redirect http://{redirect}")?;
+        }
+        f.write_str(")")
+    }
+}
+
 /// Everything a reload may replace.
 struct Running {
     path: PathBuf,
     cfg: Arc<Config>,
     certs: Arc<CertStore>,
     registry: Registry,
-    shared: Arc<Shared>,
+    live: Arc<Live>,
     health: HealthChecks,
     admin: Arc<admin::Admin>,
 }
@@ -73,16 +86,7 @@ struct Running {
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let server = start(cfg, true).await?;
     // Readiness: tests and scripts wait for this line.
-    match server.bound.http_redirect {
-        None => println!(
-            "casarray serving https://{} (admin http://{})",
-            server.bound.https, server.bound.admin
-        ),
-        Some(redirect) => println!(
-            "casarray serving https://{} (admin http://{}, redirect http://{redirect})",
-            server.bound.https, server.bound.admin
-        ),
-    }
+    println!("casarray serving {}", server.bound);
     server.wait().await
 }
 
@@ -115,7 +119,7 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     // bad token file or a corrupt admin state file stop the start here.
     let admin_state = Arc::new(admin::Admin::open(&cfg)?);
     let metrics = Metrics::new().context("cannot register metrics")?;
-    let certs = CertStore::load(&cfg.tls).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let certs = CertStore::load(&cfg.tls)?;
     for name in uncovered_names(&cfg, &certs) {
         tracing::warn!("no served certificate carries the public name {name}: clients using it get a certificate error");
     }
@@ -126,60 +130,43 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     let snap = Snapshot::build(Arc::clone(&cfg), &registry, &metrics, None)?;
     // Drained members stay drained across restarts: before any traffic.
     admin_state.apply(&snap.upstreams);
-    let health = HealthChecks::start(&cfg, &snap.upstreams, &snap.connector, &metrics);
-    let shared = Arc::new(Shared {
+    let health = HealthChecks::start(&cfg, &snap.upstreams);
+    let live = Arc::new(Live {
         snapshot: ArcSwap::from_pointee(snap),
         tls: ArcSwap::new(tls_config),
-        metrics: metrics.clone(),
+        metrics,
         limit: Arc::new(Semaphore::new(cfg.proxy.max_connections)),
     });
 
-    let https = TcpListener::bind(cfg.listen.https)
-        .await
-        .with_context(|| format!("cannot listen on {} (listen.https)", cfg.listen.https))?;
-    let admin_listener = TcpListener::bind(cfg.listen.admin)
-        .await
-        .with_context(|| format!("cannot listen on {} (listen.admin)", cfg.listen.admin))?;
-    let redirect_listener = match cfg.listen.http_redirect {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (listen.http_redirect)"))?,
-        ),
-        None => None,
-    };
+    // Every listener is bound before any serves: a taken port stops the
+    // start with nothing half-running.
+    let graceful = Arc::new(GracefulShutdown::new());
+    let mut listeners = Listeners::new();
+    let https = Arc::new(HttpsListener::new(Arc::clone(&live), Arc::clone(&graceful)));
+    let admin_listener = Arc::new(AdminListener::new(
+        Arc::clone(&live),
+        Arc::clone(&admin_state),
+    ));
     let bound = Bound {
-        https: https.local_addr()?,
-        admin: admin_listener.local_addr()?,
-        http_redirect: match &redirect_listener {
-            Some(l) => Some(l.local_addr()?),
+        https: listeners
+            .bind("listen.https", cfg.listen.https, https)
+            .await?,
+        admin: listeners
+            .bind("listen.admin", cfg.listen.admin, admin_listener)
+            .await?,
+        http_redirect: match cfg.listen.http_redirect {
+            Some(addr) => {
+                let redirect = Arc::new(RedirectListener::new(Arc::clone(&live)));
+                Some(
+                    listeners
+                        .bind("listen.http_redirect", addr, redirect)
+                        .await?,
+                )
+            }
             None => None,
         },
     };
-
-    // `halt` stops the listeners; `stop` is the caller's way to ask for it.
-    let (halt_tx, halt_rx) = watch::channel(false);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let graceful = Arc::new(GracefulShutdown::new());
-    let accept = tokio::spawn(accept_loop(
-        https,
-        Arc::clone(&shared),
-        Arc::clone(&graceful),
-        halt_rx.clone(),
-    ));
-    let redirect_task = redirect_listener.map(|l| {
-        tokio::spawn(redirect::redirect_loop(
-            l,
-            Arc::clone(&shared),
-            halt_rx.clone(),
-        ))
-    });
-    let admin_task = tokio::spawn(admin::run(
-        admin_listener,
-        Arc::clone(&shared),
-        Arc::clone(&admin_state),
-        halt_rx,
-    ));
+    listeners.start();
     tracing::info!(https = %bound.https, admin = %bound.admin, array = %cfg.array.fqdn, "serving");
 
     let running = Running {
@@ -187,17 +174,11 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         cfg: Arc::clone(&cfg),
         certs,
         registry,
-        shared,
+        live,
         health,
         admin: admin_state,
     };
-    let listeners = Listeners {
-        halt: halt_tx,
-        accept,
-        admin: admin_task,
-        redirect: redirect_task,
-        graceful,
-    };
+    let (stop_tx, stop_rx) = watch::channel(false);
     // Signal handlers and the file watch exist before `start` returns: a
     // SIGHUP, SIGTERM or config change right after readiness is never lost.
     let (reload_tx, reload_rx) = mpsc::channel::<()>(1);
@@ -211,7 +192,7 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         watcher,
         stop_rx,
     };
-    let task = tokio::spawn(supervise(running, events, listeners));
+    let task = tokio::spawn(supervise(running, events, listeners, graceful));
     Ok(Server {
         bound,
         stop: stop_tx,
@@ -228,7 +209,8 @@ const POOL_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
 async fn supervise(
     mut running: Running,
     events: Events,
-    listeners: Listeners,
+    mut listeners: Listeners,
+    graceful: Arc<GracefulShutdown>,
 ) -> anyhow::Result<()> {
     let Events {
         mut hup,
@@ -243,7 +225,7 @@ async fn supervise(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = sweep.tick() => running.shared.snapshot.load().sweep_pools(),
+            _ = sweep.tick() => running.live.snapshot.load().upstreams.sweep_pools(),
             Some(()) = next_signal(&mut hup) => {
                 tracing::info!("SIGHUP: reloading");
                 running.reload();
@@ -262,21 +244,18 @@ async fn supervise(
     drop(watcher);
 
     // Stop accepting, then let connections finish within the drain timeout.
-    let _ = listeners.halt.send(true);
-    let _ = listeners.accept.await;
+    // The accept loops have ended, so the HTTPS listener's share of
+    // `graceful` is gone.
+    listeners.stop().await;
     let drain = running.cfg.proxy.drain_timeout;
-    match Arc::try_unwrap(listeners.graceful) {
+    match Arc::try_unwrap(graceful) {
         Ok(graceful) => match tokio::time::timeout(drain, graceful.shutdown()).await {
             Ok(()) => tracing::info!("all connections finished"),
             Err(_) => tracing::warn!("drain timeout ({drain:?}) reached; closing what is left"),
         },
         Err(_) => {
-            tracing::warn!("connections could not be drained: the accept loop is still running")
+            tracing::warn!("connections could not be drained: a listener is still running")
         }
-    }
-    listeners.admin.abort();
-    if let Some(redirect) = listeners.redirect {
-        redirect.abort();
     }
     Ok(())
 }
@@ -290,15 +269,6 @@ struct Events {
     reload_rx: mpsc::Receiver<()>,
     watcher: Option<tls::FileWatcher>,
     stop_rx: watch::Receiver<bool>,
-}
-
-/// The listener tasks of a running array.
-struct Listeners {
-    halt: watch::Sender<bool>,
-    accept: tokio::task::JoinHandle<()>,
-    admin: tokio::task::JoinHandle<()>,
-    redirect: Option<tokio::task::JoinHandle<()>>,
-    graceful: Arc<GracefulShutdown>,
 }
 
 fn signal_stream(
@@ -326,7 +296,7 @@ impl Running {
     /// other files, and a refused one may have come from a symlink swap
     /// (Kubernetes' `..data`), after which the same paths lead elsewhere.
     fn reload(&mut self) {
-        let metrics = self.shared.metrics.clone();
+        let metrics = self.live.metrics.clone();
         match self.try_reload() {
             Ok(()) => {
                 metrics.config_reloads.with_label_values(&["success"]).inc();
@@ -340,37 +310,34 @@ impl Running {
     }
 
     fn try_reload(&mut self) -> anyhow::Result<()> {
-        let new = config::load(&self.path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let new = config::load(&self.path)?;
         if new.listen != self.cfg.listen {
             tracing::warn!("listen addresses changed: they take effect on restart only");
         }
         if new.runtime != self.cfg.runtime {
             tracing::warn!("[runtime] changed: it takes effect on restart only");
         }
-        self.certs
-            .reload(&new.tls)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        export_cert_expiry(&self.certs, &self.shared.metrics);
+        self.certs.reload(&new.tls)?;
+        export_cert_expiry(&self.certs, &self.live.metrics);
         if new.tls.session_resumption != self.cfg.tls.session_resumption {
-            self.shared
+            self.live
                 .tls
                 .store(tls::server_config(Arc::clone(&self.certs), &new.tls));
         }
         let new = Arc::new(new);
-        let old = self.shared.snapshot.load();
+        let old = self.live.snapshot.load();
         let snap = Snapshot::build(
             Arc::clone(&new),
             &self.registry,
-            &self.shared.metrics,
+            &self.live.metrics,
             Some(&old),
         )?;
         // The token file is read again; drain state applies to the new members.
         self.admin.reload(&new, &snap.upstreams)?;
         // Start the new checkers before the old ones stop, so health keeps
         // being watched; the cells they write are shared.
-        let health =
-            HealthChecks::start(&new, &snap.upstreams, &snap.connector, &self.shared.metrics);
-        self.shared.snapshot.store(Arc::new(snap));
+        let health = HealthChecks::start(&new, &snap.upstreams);
+        self.live.snapshot.store(Arc::new(snap));
         self.health = health;
         self.cfg = new;
         Ok(())
@@ -423,8 +390,8 @@ fn export_cert_expiry(certs: &CertStore, metrics: &Metrics) {
 
 /// `casarray check`: the config, then every certificate and key it names.
 pub fn check(config_path: &Path) -> anyhow::Result<String> {
-    let cfg = config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let certs = CertStore::load(&cfg.tls).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = config::load(config_path)?;
+    let certs = CertStore::load(&cfg.tls)?;
     admin::Admin::open(&cfg)?;
     let served: Vec<String> = certs.served().into_iter().map(|c| c.name).collect();
     let uncovered = uncovered_names(&cfg, &certs);
@@ -435,7 +402,7 @@ pub fn check(config_path: &Path) -> anyhow::Result<String> {
             uncovered.join(", ")
         );
     }
-    crate::upstream::tls::client_config(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::upstream::tls::client_config(&cfg)?;
     Ok(format!(
         "{}: ok ({} members{}, {} services, certificates: {})",
         config_path.display(),

@@ -13,8 +13,8 @@ use bytes::BytesMut;
 use casarray::config::{self, exchange_profile, Profile};
 use casarray::proxy::headers::strip_hop_by_hop;
 use casarray::proxy::router::{Route, Router};
-use casarray::proxy::snapshot::Snapshot;
 use casarray::rewrite::{AutodiscoverRewriter, MemberIdentity, RewritePlan};
+use casarray::snapshot::Snapshot;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// The array's public names in the fixed config of these checks.
@@ -281,8 +281,8 @@ fn snapshot() -> &'static Snapshot {
             NAMES[0], NAMES[0], NAMES[1]
         );
         let cfg = config::parse(&text, config_path()).expect("the fixed config of the checks");
-        let metrics = casarray::admin::Metrics::new().expect("metrics");
-        let registry = casarray::upstream::member::Registry::new();
+        let metrics = casarray::metrics::Metrics::new().expect("metrics");
+        let registry = casarray::upstream::state::Registry::new();
         Snapshot::build(Arc::new(cfg), &registry, &metrics, None).expect("snapshot")
     })
 }
@@ -411,10 +411,10 @@ fn check_route(path: &str) {
 fn check_host(host: &str) {
     let snap = snapshot();
     let local: SocketAddr = LOCAL.parse().expect("fixed address");
-    let accepted = snap.accepts_host(host, local);
+    let accepted = snap.http.accepts_host(host, local);
     assert_eq!(
         accepted,
-        snap.accepts_host(&host.to_ascii_uppercase(), local),
+        snap.http.accepts_host(&host.to_ascii_uppercase(), local),
         "case: {host:?}"
     );
     let expected = reference_host(host, local);

@@ -128,7 +128,7 @@ impl Admin {
         // Set the flag even when the state already said so: the member's
         // live flag follows the state file, whatever happened before.
         if let Some(m) = upstreams.find(name) {
-            upstreams.backends()[m].state.set_draining(drained);
+            upstreams.members()[m].state.set_draining(drained);
         }
         Ok(change)
     }
@@ -149,7 +149,7 @@ fn read_token(cfg: &Config, listen: SocketAddr) -> Result<Option<Token>, AdminEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::member::Registry;
+    use crate::upstream::state::Registry;
     use http::header::AUTHORIZATION;
     use std::path::Path;
 
@@ -222,7 +222,13 @@ mod tests {
             "127.0.0.1:0",
             "[admin]\ntoken_file = \"admin.token\"",
         );
-        let upstreams = Upstreams::build(&cfg, &Registry::new()).unwrap();
+        let upstreams = Upstreams::build(
+            &cfg,
+            &Registry::new(),
+            &crate::metrics::Metrics::new().unwrap(),
+            None,
+        )
+        .unwrap();
         let admin = Admin::open(&cfg).unwrap();
         std::fs::write(&token, "two\n").unwrap();
         admin.reload(&cfg, &upstreams).unwrap();
@@ -238,7 +244,13 @@ mod tests {
     async fn drain_persists_then_a_restart_applies_it() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), "127.0.0.1:0", "");
-        let upstreams = Upstreams::build(&cfg, &Registry::new()).unwrap();
+        let upstreams = Upstreams::build(
+            &cfg,
+            &Registry::new(),
+            &crate::metrics::Metrics::new().unwrap(),
+            None,
+        )
+        .unwrap();
         let admin = Admin::open(&cfg).unwrap();
         admin.apply(&upstreams);
         assert_eq!(
@@ -249,22 +261,34 @@ mod tests {
             admin.set_drained(&upstreams, "EX2", true).await.unwrap(),
             DrainChange::Unchanged
         );
-        assert!(upstreams.backends()[1].state.is_draining());
-        assert!(!upstreams.backends()[0].state.is_draining());
+        assert!(upstreams.members()[1].state.is_draining());
+        assert!(!upstreams.members()[0].state.is_draining());
 
         // Restart: a fresh registry and a fresh Admin from the same files.
-        let upstreams = Upstreams::build(&cfg, &Registry::new()).unwrap();
+        let upstreams = Upstreams::build(
+            &cfg,
+            &Registry::new(),
+            &crate::metrics::Metrics::new().unwrap(),
+            None,
+        )
+        .unwrap();
         let admin = Admin::open(&cfg).unwrap();
         admin.apply(&upstreams);
-        assert!(upstreams.backends()[1].state.is_draining());
+        assert!(upstreams.members()[1].state.is_draining());
         assert_eq!(
             admin.set_drained(&upstreams, "EX2", false).await.unwrap(),
             DrainChange::Changed
         );
-        assert!(!upstreams.backends()[1].state.is_draining());
-        let upstreams = Upstreams::build(&cfg, &Registry::new()).unwrap();
+        assert!(!upstreams.members()[1].state.is_draining());
+        let upstreams = Upstreams::build(
+            &cfg,
+            &Registry::new(),
+            &crate::metrics::Metrics::new().unwrap(),
+            None,
+        )
+        .unwrap();
         Admin::open(&cfg).unwrap().apply(&upstreams);
-        assert!(!upstreams.backends()[1].state.is_draining());
+        assert!(!upstreams.members()[1].state.is_draining());
     }
 
     #[tokio::test]
@@ -272,14 +296,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(dir.path(), "127.0.0.1:0", "");
         cfg.admin.state_file = dir.path().join("no-such-dir").join("state.json");
-        let upstreams = Upstreams::build(&cfg, &Registry::new()).unwrap();
+        let upstreams = Upstreams::build(
+            &cfg,
+            &Registry::new(),
+            &crate::metrics::Metrics::new().unwrap(),
+            None,
+        )
+        .unwrap();
         let admin = Admin::open(&cfg).unwrap();
         let e = admin
             .set_drained(&upstreams, "EX1", true)
             .await
             .unwrap_err();
         assert!(matches!(e, StateError::Write { .. }), "{e}");
-        assert!(!upstreams.backends()[0].state.is_draining());
+        assert!(!upstreams.members()[0].state.is_draining());
         assert!(!admin.current().is_drained("EX1"));
     }
 }

@@ -1,6 +1,7 @@
-//! The admin side: the admin API (members, drain, databases), its bearer
-//! token, the persisted admin state, Prometheus metrics (with process
-//! metrics) and the `casarray status` command.
+//! The admin side: the admin listener and API (members, drain, databases),
+//! its bearer token, the persisted admin state, and the `casarray status`
+//! command. It renders the crate's `metrics`; it does not own them. The
+//! JSON it answers is the typed model of `crate::api`.
 //!
 //! How `serve` uses it:
 //!
@@ -8,14 +9,13 @@
 //!    `listen.admin` without a token, reads the token, loads the state file
 //!    (a corrupt one is an error);
 //! 2. [`Admin::apply`] on the first snapshot's members, before traffic;
-//! 3. [`run`] on the admin listener;
+//! 3. [`server::AdminListener`] on `listen.admin`;
 //! 4. [`Admin::reload`] on every reload (token read again, drain state
 //!    applied to the new snapshot's members).
 
 mod context;
 mod error;
-pub mod metrics;
-mod process;
+
 mod put_database;
 mod reply;
 mod routes;
@@ -27,6 +27,5 @@ mod views;
 
 pub use context::{Admin, DrainChange};
 pub use error::AdminError;
-pub use metrics::Metrics;
-pub use server::{run, serve};
+pub use server::AdminListener;
 pub use state::{AdminState, StateError};

@@ -3,19 +3,22 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use serde_json::json;
+use serde::Serialize;
+
+use crate::api::ErrorView;
 
 /// An admin API answer.
 pub type Reply = Response<Full<Bytes>>;
 
 /// 200 with a JSON document.
-pub fn json(v: &serde_json::Value) -> Reply {
+pub fn json<T: Serialize + ?Sized>(v: &T) -> Reply {
     json_status(StatusCode::OK, v)
 }
 
 /// `status` with a JSON document.
-pub fn json_status(status: StatusCode, v: &serde_json::Value) -> Reply {
-    let mut body = v.to_string();
+pub fn json_status<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Reply {
+    // The API's types and serde_json's values always serialize.
+    let mut body = serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned());
     body.push('\n');
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
@@ -30,7 +33,12 @@ pub fn json_status(status: StatusCode, v: &serde_json::Value) -> Reply {
 
 /// `status` with `{"error": message}`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Reply {
-    json_status(status, &json!({ "error": message.into() }))
+    json_status(
+        status,
+        &ErrorView {
+            error: message.into(),
+        },
+    )
 }
 
 /// 401 asking for the bearer token.

@@ -19,8 +19,8 @@ use super::context::{Admin, DrainChange};
 use super::put_database;
 use super::reply::{self, Reply};
 use super::views;
-use super::Metrics;
-use crate::proxy::snapshot::Snapshot;
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
 
 /// An admin call, from its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,25 +107,23 @@ where
     }
     match endpoint {
         Endpoint::Healthz => reply::text(StatusCode::OK, "ok\n"),
-        Endpoint::Metrics => {
-            reply::metrics(metrics.render_with_members(&snap.upstreams, &snap.cfg.services))
-        }
+        Endpoint::Metrics => reply::metrics(metrics.render_with(|g| snap.upstreams.export(g))),
         Endpoint::Array => reply::json(&views::array(&snap)),
         Endpoint::Members => reply::json(&views::members(&snap)),
         Endpoint::Member(name) => match snap.upstreams.find(name) {
-            Some(m) => reply::json(&views::member(&snap, m)),
+            Some(m) => member_reply(&snap, m),
             None => unknown_member(name),
         },
         Endpoint::Drain(name, drained) => {
             let Some(m) = snap.upstreams.find(name) else {
                 return unknown_member(name);
             };
-            let member = snap.upstreams.backends()[m].name.clone();
+            let member = snap.upstreams.members()[m].name.clone();
             match admin.set_drained(&snap.upstreams, &member, drained).await {
                 Ok(change) => {
                     tracing::info!(%peer, %member, changed = change == DrainChange::Changed,
                         "admin: member {}", if drained { "drained" } else { "activated" });
-                    reply::json(&views::member(&snap, m))
+                    member_reply(&snap, m)
                 }
                 Err(e) => {
                     tracing::error!(%peer, %member, "admin: drain state not changed: {e}");
@@ -139,7 +137,7 @@ where
                 .into_iter()
                 .find(|d| d.name.eq_ignore_ascii_case(name))
             {
-                Some(d) => reply::json(&serde_json::json!(d)),
+                Some(d) => reply::json(&d),
                 None => reply::error(
                     StatusCode::NOT_FOUND,
                     format!("no database named \"{name}\""),
@@ -179,6 +177,13 @@ fn refusal(
     }
 }
 
+fn member_reply(snap: &Snapshot, m: usize) -> Reply {
+    match views::member(snap, m) {
+        Some(view) => reply::json(&view),
+        None => reply::error(StatusCode::NOT_FOUND, "no such member"),
+    }
+}
+
 fn unknown_member(name: &str) -> Reply {
     reply::error(StatusCode::NOT_FOUND, format!("no member named \"{name}\""))
 }
@@ -186,7 +191,7 @@ fn unknown_member(name: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::member::Registry;
+    use crate::upstream::state::Registry;
     use http_body_util::{BodyExt, Full};
 
     struct Fixture {
@@ -341,14 +346,14 @@ mod tests {
                 .to_str()
                 .unwrap()
                 .starts_with("Bearer"));
-            assert!(!f.snap.upstreams.backends()[0].state.is_draining());
+            assert!(!f.snap.upstreams.members()[0].state.is_draining());
         }
         let (status, _, body) =
             call(&f, LOCAL, "POST", "/api/members/ex1/drain", Some(TOKEN)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(json(&body)["state"], "draining");
         assert_eq!(json(&body)["name"], "EX1");
-        assert!(f.snap.upstreams.backends()[0].state.is_draining());
+        assert!(f.snap.upstreams.members()[0].state.is_draining());
         assert!(f.admin.current().is_drained("EX1"));
         let (_, _, metrics) = call(&f, LOCAL, "GET", "/metrics", None).await;
         assert!(
@@ -358,12 +363,12 @@ mod tests {
 
         let (status, _, _) = call(&f, LOCAL, "POST", "/api/members/EX1/activate", None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(f.snap.upstreams.backends()[0].state.is_draining());
+        assert!(f.snap.upstreams.members()[0].state.is_draining());
         let (status, _, body) =
             call(&f, LOCAL, "POST", "/api/members/EX1/activate", Some(TOKEN)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(json(&body)["state"], "active");
-        assert!(!f.snap.upstreams.backends()[0].state.is_draining());
+        assert!(!f.snap.upstreams.members()[0].state.is_draining());
     }
 
     #[tokio::test]
@@ -375,7 +380,7 @@ mod tests {
         assert!(body.contains("token_file"), "{body}");
         let (status, _, _) = call(&f, LOCAL, "PUT", "/api/databases/DB01", Some(TOKEN)).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        assert!(!f.snap.upstreams.backends()[0].state.is_draining());
+        assert!(!f.snap.upstreams.members()[0].state.is_draining());
     }
 
     #[tokio::test]

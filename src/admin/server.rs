@@ -1,65 +1,63 @@
-//! The admin listener: `/healthz`, `/metrics` and the JSON API of DESIGN.md
-//! (routes in [`super::routes`]).
+//! The admin listener (`listen.admin`): `/healthz`, `/metrics` and the JSON
+//! API (routes in [`super::routes`]).
 //!
 //! It reads the same live state as the forwarding path (the current
 //! snapshot, the member cells), so what it says is what the array does.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::TcpStream;
 
 use super::context::Admin;
 use super::routes;
-use crate::proxy::listener::Shared;
+use crate::listen::Listener;
+use crate::live::Live;
 
 /// How long a client may take to send a request head: 10 s.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the admin API on `listener` until `stop` turns true.
-///
-/// `admin` must have been opened ([`Admin::open`]) and applied to the
-/// first snapshot before traffic starts.
-pub async fn run(
-    listener: TcpListener,
-    shared: Arc<Shared>,
+/// The admin listener. `admin` must have been opened ([`Admin::open`]) and
+/// applied to the first snapshot before traffic starts.
+pub struct AdminListener {
+    live: Arc<Live>,
     admin: Arc<Admin>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("admin accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let shared = Arc::clone(&shared);
-        let admin = Arc::clone(&admin);
-        let builder = builder.clone();
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl AdminListener {
+    pub fn new(live: Arc<Live>, admin: Arc<Admin>) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        AdminListener {
+            live,
+            admin,
+            builder,
+        }
+    }
+}
+
+impl Listener for AdminListener {
+    fn accept(&self, stream: TcpStream, peer: SocketAddr) {
+        let live = Arc::clone(&self.live);
+        let admin = Arc::clone(&self.admin);
+        let builder = self.builder.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let shared = Arc::clone(&shared);
+                let live = Arc::clone(&live);
                 let admin = Arc::clone(&admin);
                 async move {
-                    let snap = shared.snapshot.load_full();
+                    let snap = live.snapshot.load_full();
                     Ok::<_, Infallible>(
-                        routes::handle(snap, &shared.metrics, &admin, peer, req).await,
+                        routes::handle(snap, &live.metrics, &admin, peer, req).await,
                     )
                 }
             });
@@ -70,22 +68,5 @@ pub async fn run(
                 tracing::debug!(%peer, "admin connection ended with an error: {e}");
             }
         });
-    }
-}
-
-/// Serves the admin API, opening [`Admin`] from the current config first.
-///
-/// Transitional, for a caller that does not open [`Admin`] itself: errors
-/// that should stop the start (a corrupt state file, a bad token, an exposed
-/// listener without a token) can only be logged here, and the admin API is
-/// then not served. Prefer `Admin::open` before binding, then [`run`].
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let snap = shared.snapshot.load_full();
-    match Admin::open(&snap.cfg) {
-        Ok(admin) => {
-            admin.apply(&snap.upstreams);
-            run(listener, shared, Arc::new(admin), stop).await;
-        }
-        Err(e) => tracing::error!("the admin API is not served: {e}"),
     }
 }

@@ -129,7 +129,7 @@ impl AdminState {
     /// members it names are drained, the others active. Names of members no
     /// longer configured are kept (the member may come back).
     pub fn apply(&self, upstreams: &Upstreams) {
-        for b in upstreams.backends() {
+        for b in upstreams.members() {
             b.state.set_draining(self.is_drained(&b.name));
         }
     }
@@ -157,7 +157,7 @@ impl AdminState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::member::Registry;
+    use crate::upstream::state::Registry;
 
     fn config(dir: &Path) -> crate::config::Config {
         std::fs::write(dir.join("bundle.pem"), "x").unwrap();
@@ -242,28 +242,56 @@ mod tests {
         let path = dir.path().join("s.json");
 
         // First run: drain EX1, persist.
-        let upstreams = Upstreams::build(&cfg, &Registry::new()).unwrap();
+        let upstreams = Upstreams::build(
+            &cfg,
+            &Registry::new(),
+            &crate::metrics::Metrics::new().unwrap(),
+            None,
+        )
+        .unwrap();
         let state = AdminState::new().with_drained("ex1", true).unwrap();
         state.save(&path).unwrap();
         state.apply(&upstreams);
-        assert!(upstreams.backends()[0].state.is_draining());
-        assert!(!upstreams.backends()[1].state.is_draining());
+        assert!(upstreams.members()[0].state.is_draining());
+        assert!(!upstreams.members()[1].state.is_draining());
 
         // "Restart": fresh member state, the file brings the drain back.
-        let upstreams = Upstreams::build(&cfg, &Registry::new()).unwrap();
-        assert!(!upstreams.backends()[0].state.is_draining());
+        let upstreams = Upstreams::build(
+            &cfg,
+            &Registry::new(),
+            &crate::metrics::Metrics::new().unwrap(),
+            None,
+        )
+        .unwrap();
+        assert!(!upstreams.members()[0].state.is_draining());
         load(&path).unwrap().apply(&upstreams);
-        assert!(upstreams.backends()[0].state.is_draining());
-        assert!(!upstreams.backends()[1].state.is_draining());
+        assert!(upstreams.members()[0].state.is_draining());
+        assert!(!upstreams.members()[1].state.is_draining());
+        let headers = http::HeaderMap::new();
+        let keys = crate::upstream::selection::Keys {
+            headers: &headers,
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
+            preferred: None,
+        };
         for _ in 0..4 {
-            assert_eq!(upstreams.pick(0, &[]), Some(1), "only EX2 takes requests");
+            assert_eq!(
+                upstreams.select(0, keys).collect::<Vec<_>>(),
+                [1],
+                "only EX2 takes requests"
+            );
         }
 
         // Activate: the flag clears and stays cleared after a restart.
         let state = load(&path).unwrap().with_drained("EX1", false).unwrap();
         state.save(&path).unwrap();
-        let upstreams = Upstreams::build(&cfg, &Registry::new()).unwrap();
+        let upstreams = Upstreams::build(
+            &cfg,
+            &Registry::new(),
+            &crate::metrics::Metrics::new().unwrap(),
+            None,
+        )
+        .unwrap();
         load(&path).unwrap().apply(&upstreams);
-        assert!(!upstreams.backends()[0].state.is_draining());
+        assert!(!upstreams.members()[0].state.is_draining());
     }
 }

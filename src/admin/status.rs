@@ -14,19 +14,12 @@
 //! EX2 ecp is down: last check 3s ago: 503 Service Unavailable
 //! ```
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
-/// Largest answer read: 4 MiB.
-const MAX_BODY: usize = 4 << 20;
+use crate::api::client::AdminClient;
+use crate::api::{ArrayView, MemberState, MemberView};
 
 /// `casarray status`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -54,54 +47,14 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
 
 /// The status report of the array at `admin`, as `run` prints it.
 pub async fn status_text(admin: &str, limit: Duration) -> anyhow::Result<String> {
-    let addr = resolve(admin).await?;
-    let fetch = async {
-        let array: ArrayInfo = get_json(addr, "/api/array").await?;
-        let members: Vec<MemberInfo> = get_json(addr, "/api/members").await?;
-        anyhow::Ok((array, members))
-    };
-    let (array, members) = tokio::time::timeout(limit, fetch)
-        .await
-        .map_err(|_| anyhow::anyhow!("admin API at {addr}: no answer within {limit:?}"))??;
+    let client = AdminClient::resolve(admin, limit).await?;
+    let array: ArrayView = client.get("/api/array").await?;
+    let members: Vec<MemberView> = client.get("/api/members").await?;
     Ok(render(&array, &members, unix_ms()))
 }
 
-/// `/api/array`, the fields shown.
-#[derive(Debug, Clone, Deserialize)]
-struct ArrayInfo {
-    name: String,
-    fqdn: String,
-    #[serde(default)]
-    site: String,
-    /// Service names in config order (absent from older arrays).
-    #[serde(default)]
-    services: Vec<String>,
-}
-
-/// One member of `/api/members`.
-#[derive(Debug, Clone, Deserialize)]
-struct MemberInfo {
-    name: String,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    in_flight: u64,
-    #[serde(default)]
-    services: BTreeMap<String, bool>,
-    #[serde(default)]
-    last_checks: BTreeMap<String, Check>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct Check {
-    at_unix_ms: i64,
-    ok: bool,
-    #[serde(default)]
-    detail: String,
-}
-
 /// The report: heading, table, then one line per thing worth knowing.
-fn render(array: &ArrayInfo, members: &[MemberInfo], now_ms: i64) -> String {
+fn render(array: &ArrayView, members: &[MemberView], now_ms: i64) -> String {
     let mut services = array.services.clone();
     for m in members {
         for s in m.services.keys() {
@@ -127,7 +80,7 @@ fn render(array: &ArrayInfo, members: &[MemberInfo], now_ms: i64) -> String {
         .map(|m| {
             let mut row = vec![
                 m.name.clone(),
-                m.state.clone(),
+                m.state.to_string(),
                 health_word(m, &services).to_owned(),
                 m.in_flight.to_string(),
             ];
@@ -146,7 +99,7 @@ fn render(array: &ArrayInfo, members: &[MemberInfo], now_ms: i64) -> String {
 
     let mut notes = Vec::new();
     for m in members {
-        if m.state == "draining" {
+        if m.state == MemberState::Draining {
             notes.push(format!(
                 "{} is draining: it gets no new request; {} still in flight.",
                 m.name, m.in_flight
@@ -174,7 +127,7 @@ fn render(array: &ArrayInfo, members: &[MemberInfo], now_ms: i64) -> String {
     for s in &services {
         let serving = members
             .iter()
-            .filter(|m| m.state != "draining" && m.services.get(s) == Some(&true))
+            .filter(|m| m.state != MemberState::Draining && m.services.get(s) == Some(&true))
             .count();
         if serving == 0 {
             notes.push(format!(
@@ -193,7 +146,7 @@ fn render(array: &ArrayInfo, members: &[MemberInfo], now_ms: i64) -> String {
 }
 
 /// `healthy` (every service up), `down` (none), `degraded` (some).
-fn health_word(m: &MemberInfo, services: &[String]) -> &'static str {
+fn health_word(m: &MemberView, services: &[String]) -> &'static str {
     let known: Vec<bool> = services
         .iter()
         .filter_map(|s| m.services.get(s).copied())
@@ -254,62 +207,6 @@ fn table(headers: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
     out
 }
 
-/// `HOST:PORT`, `http://HOST:PORT/` or a wildcard listen address (taken as
-/// loopback) to one socket address.
-async fn resolve(admin: &str) -> anyhow::Result<SocketAddr> {
-    let hostport = admin
-        .strip_prefix("http://")
-        .unwrap_or(admin)
-        .trim_end_matches('/');
-    let addr = tokio::net::lookup_host(hostport)
-        .await
-        .with_context(|| format!("--admin {admin}: not a HOST:PORT address"))?
-        .next()
-        .with_context(|| format!("--admin {admin}: the name has no address"))?;
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    Ok(SocketAddr::new(ip, addr.port()))
-}
-
-/// GET `path` on the admin API at `addr` and parse the JSON answer.
-async fn get_json<T: DeserializeOwned>(addr: SocketAddr, path: &str) -> anyhow::Result<T> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| {
-            format!("cannot reach the admin API at {addr} (is the array running? see listen.admin)")
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .with_context(|| format!("admin API at {addr}"))?;
-    let conn = tokio::spawn(conn);
-    let request = http::Request::get(path)
-        .header(http::header::HOST, addr.to_string())
-        .header(http::header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .with_context(|| format!("admin API at {addr}: GET {path}"))?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("admin API at {addr}: GET {path}: {e}"))?
-        .to_bytes();
-    conn.abort();
-    if !status.is_success() {
-        anyhow::bail!(
-            "admin API at {addr}: GET {path} answered {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        );
-    }
-    serde_json::from_slice(&body)
-        .with_context(|| format!("admin API at {addr}: GET {path}: unexpected answer"))
-}
-
 fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -321,7 +218,7 @@ fn unix_ms() -> i64 {
 mod tests {
     use super::*;
 
-    fn array() -> ArrayInfo {
+    fn array() -> ArrayView {
         serde_json::from_str(
             r#"{"name":"mail.lab.com","fqdn":"mail.lab.com","site":"Default-First-Site-Name",
                 "members":["EX1","EX2"],"services":["owa","ecp","ews"]}"#,
@@ -329,7 +226,7 @@ mod tests {
         .unwrap()
     }
 
-    fn members() -> Vec<MemberInfo> {
+    fn members() -> Vec<MemberView> {
         serde_json::from_str(
             r#"[{"name":"EX1","state":"active","healthy":true,"in_flight":0,
                  "services":{"owa":true,"ecp":true,"ews":true},"last_checks":{}},
@@ -373,15 +270,6 @@ EX2 ecp is down: last check 3s ago: 503 Service Unavailable
         assert_eq!(age(12_345), "12s");
         assert_eq!(age(600_000), "10m");
         assert_eq!(age(7_200_000), "2h");
-    }
-
-    #[tokio::test]
-    async fn resolves_the_usual_spellings() {
-        let want: SocketAddr = "127.0.0.1:9090".parse().unwrap();
-        for a in ["127.0.0.1:9090", "http://127.0.0.1:9090/", "0.0.0.0:9090"] {
-            assert_eq!(resolve(a).await.unwrap(), want, "{a}");
-        }
-        assert!(resolve("no-port").await.is_err());
     }
 
     #[tokio::test]

@@ -240,6 +240,16 @@ pub enum Affinity {
     Header(String),
 }
 
+/// How a service's health is checked on each member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HealthKind {
+    /// `GET <health path>`: 200 with "200 OK" in the body (Exchange's
+    /// `healthcheck.htm`). The default.
+    Http,
+    /// A TCP connect (and the TLS handshake for `tls = true` members).
+    Tcp,
+}
+
 /// `[[service]]`: one client protocol.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
@@ -248,6 +258,8 @@ pub struct ServiceConfig {
     pub prefix: String,
     /// Health path; default `<prefix>/healthcheck.htm`.
     pub health: String,
+    /// `health_kind`: `http` (default) or `tcp`.
+    pub health_kind: HealthKind,
     /// Longest quiet spell in a request or response body; default 15 min
     /// (rpc and mapi: 3 h).
     pub idle_timeout: Duration,

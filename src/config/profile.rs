@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::model::{Affinity, ServiceConfig};
+use super::model::{Affinity, HealthKind, ServiceConfig};
 
 /// Which Exchange generation's load-balancing advice the built-in services
 /// follow. Chosen by `[array] profile`; default `exchange2013`.
@@ -102,6 +102,7 @@ pub fn exchange_profile(profile: Profile) -> Vec<ServiceConfig> {
         name: name.to_string(),
         prefix: prefix.to_string(),
         health: format!("{prefix}/healthcheck.htm"),
+        health_kind: HealthKind::Http,
         idle_timeout: idle,
         response_timeout: RESPONSE,
         affinity,

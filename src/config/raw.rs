@@ -154,6 +154,7 @@ pub(crate) struct RawService {
     pub name: S<String>,
     pub prefix: Option<S<String>>,
     pub health: Option<S<String>>,
+    pub health_kind: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
     pub response_timeout: Option<S<String>>,
     pub affinity: Option<S<String>>,

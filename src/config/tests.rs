@@ -337,6 +337,7 @@ rewrite = true
             name: "custom".into(),
             prefix: "/Custom".into(),
             health: "/custom/ping".into(),
+            health_kind: HealthKind::Http,
             idle_timeout: Duration::from_secs(3600),
             response_timeout: Duration::from_secs(300),
             affinity: Affinity::Header("x-user".into()),
@@ -807,6 +808,10 @@ fn service_errors() {
         (
             svc("name = \"ews\"\nidle_timeout = \"forever\""),
             "F:20:16: service.idle_timeout: invalid duration \"forever\": expected a number (write a number and a unit: ms, s, m, h, d; like \"500ms\", \"1s\" or \"1h30m\")",
+        ),
+        (
+            svc("name = \"ews\"\nhealth_kind = \"smtp\""),
+            "F:20:15: service.health_kind: unknown health kind \"smtp\" (expected http or tcp)",
         ),
         (
             svc("name = \"ews\"\naffinity = \"sticky\""),

@@ -620,6 +620,10 @@ impl Ctx<'_> {
                 }
                 None => format!("{prefix}/healthcheck.htm"),
             };
+            let health_kind = match &s.health_kind {
+                Some(k) => self.check("service.health_kind", k, |k| values::health_kind(k))?,
+                None => base.map_or(HealthKind::Http, |b| b.health_kind),
+            };
             let idle_timeout = self.duration(
                 "service.idle_timeout",
                 s.idle_timeout.as_ref(),
@@ -639,6 +643,7 @@ impl Ctx<'_> {
                 name: name.clone(),
                 prefix,
                 health,
+                health_kind,
                 idle_timeout,
                 response_timeout,
                 affinity,

@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use super::model::Affinity;
+use super::model::{Affinity, HealthKind};
 
 /// A host name as DNS allows it: dot-separated labels of letters, digits and
 /// inner hyphens, each 1 to 63 characters, 253 in all, no trailing dot.
@@ -183,6 +183,17 @@ pub(crate) fn prefix(s: &str) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
+/// A health-check kind: `http` or `tcp`.
+pub(crate) fn health_kind(s: &str) -> Result<HealthKind, String> {
+    match s {
+        "http" => Ok(HealthKind::Http),
+        "tcp" => Ok(HealthKind::Tcp),
+        _ => Err(format!(
+            "unknown health kind \"{s}\" (expected http or tcp)"
+        )),
+    }
+}
+
 /// A health-check path: starts with `/`, no spaces.
 pub(crate) fn health_path(s: &str) -> Result<(), String> {
     if !s.starts_with('/') {
@@ -325,6 +336,9 @@ mod tests {
         assert!(prefix("owa").is_err());
         assert!(prefix("/").is_err());
         assert!(prefix("/o wa").is_err());
+        assert_eq!(health_kind("http"), Ok(HealthKind::Http));
+        assert_eq!(health_kind("tcp"), Ok(HealthKind::Tcp));
+        assert!(health_kind("TCP").is_err());
         assert!(health_path("/owa/healthcheck.htm").is_ok());
         assert!(health_path("owa").is_err());
         assert_eq!(content_type("Text/XML"), Ok("text/xml".into()));

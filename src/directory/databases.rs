@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use serde::Serialize;
 use toml_edit::{DocumentMut, Item, TableLike, Value};
 
 use super::edit::{document, edit_config, existing, validated, Edit};
@@ -21,12 +20,7 @@ pub enum DatabaseSelector {
 }
 
 /// One database as the admin API and `database get` show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DatabaseInfo {
-    pub name: String,
-    /// `None`: unset; Autodiscover keeps what the server said.
-    pub rpc_client_access_server: Option<String>,
-}
+pub use crate::api::DatabaseView as DatabaseInfo;
 
 /// The databases of `cfg`, in file order.
 pub fn list_databases(cfg: &Config) -> Vec<DatabaseInfo> {

@@ -35,7 +35,7 @@ pub(crate) fn render_array(cfg: &Config, health: &Result<Vec<MemberHealth>, Unkn
                     let mut row = base(m);
                     match live.iter().find(|h| h.name.eq_ignore_ascii_case(&m.name)) {
                         Some(h) => {
-                            row.push(h.state.clone());
+                            row.push(h.state.to_string());
                             row.push(if h.healthy { "yes" } else { "no" }.to_string());
                             row.push(services_summary(cfg, h));
                         }
@@ -131,7 +131,13 @@ mod tests {
     fn health(name: &str, down: &[&str]) -> MemberHealth {
         MemberHealth {
             name: name.into(),
-            state: "active".into(),
+            address: String::new(),
+            fqdn: String::new(),
+            weight: None,
+            tls: false,
+            state: crate::api::MemberState::Active,
+            in_flight: 0,
+            last_checks: Default::default(),
             healthy: down.is_empty(),
             services: exchange_profile(Profile::Exchange2013)
                 .into_iter()

@@ -11,18 +11,14 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
-use hyper::client::conn::http1::SendRequest;
-
 use super::access::AccessRecord;
 use super::idle::IdleTimeout;
-use super::replay::ReplayBody;
 use crate::rewrite::RewriteBody;
-use crate::upstream::member::InFlight;
-use crate::upstream::pool::Pool;
+use crate::upstream::pool::MemberConn;
+use crate::upstream::replay::ReplayBody;
+use crate::upstream::state::InFlight;
 use crate::upstream::Upstreams;
-
-/// Errors of bodies, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// A member's answer body as it arrives.
 type MemberBody = IdleTimeout<Incoming>;
@@ -101,18 +97,7 @@ pub struct Ejector {
 }
 
 /// A pooled member connection, put back when the answer's body has ended.
-pub struct Reuse {
-    pub pool: Arc<Pool<ReplayBody>>,
-    pub sender: SendRequest<ReplayBody>,
-    /// `proxy.pool_max_idle_per_member`.
-    pub max_idle: usize,
-}
-
-impl Reuse {
-    fn put_back(self) {
-        self.pool.checkin(self.sender, self.max_idle);
-    }
-}
+pub type Reuse = MemberConn<ReplayBody>;
 
 /// What a response body carries until it ends.
 pub struct Tracking {

@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use hyper::client::conn::http1::SendRequest;
 
-use super::replay::ReplayBody;
+use crate::upstream::replay::ReplayBody;
 
 /// A backend connection owned by one client connection.
 pub struct Pinned {

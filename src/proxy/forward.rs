@@ -26,22 +26,20 @@ use hyper::client::conn::http1::SendRequest;
 use super::access::AccessRecord;
 use super::body::{Counted, Ejector, Guarded, ProxyBody, Reuse, Tracking};
 use super::conn::{self, ConnCtx, ConnError, Pinned};
+use super::frontend::ServiceRt;
 use super::headers::{add_forwarded, strip_hop_by_hop};
 use super::idle::IdleTimeout;
-use super::replay::{Replay, ReplayBody};
 use super::respond;
 use super::router::Route;
-use super::snapshot::{ServiceRt, Snapshot};
-use super::sticky;
 use super::validate;
-use crate::admin::Metrics;
+use crate::errors::error_chain;
+use crate::metrics::Metrics;
 use crate::rewrite;
+use crate::snapshot::Snapshot;
 use crate::upstream::connect::ConnectError;
-use crate::upstream::health::error_chain;
-use crate::upstream::member::InFlight;
-
-/// Most members one request tries.
-const MAX_ATTEMPTS: usize = 8;
+use crate::upstream::replay::{Replay, ReplayBody};
+use crate::upstream::selection::{Keys, MAX_TRIES};
+use crate::upstream::state::InFlight;
 
 /// Most kept connections one attempt tries before it makes a new one.
 const MAX_POOLED_TRIES: usize = 4;
@@ -86,7 +84,7 @@ pub async fn handle(
         );
         return Ok(local(metrics, log, "none", "none", resp));
     }
-    let host = match validate::host(&req, |h| snap.accepts_host(h, ctx.local))
+    let host = match validate::host(&req, |h| snap.http.accepts_host(h, ctx.local))
         .and_then(|host| validate::path(req.uri().path()).map(|()| host))
     {
         Ok(host) => host,
@@ -100,7 +98,7 @@ pub async fn handle(
             ));
         }
     };
-    let s = match snap.router.route(req.uri().path()) {
+    let s = match snap.http.router.route(req.uri().path()) {
         Route::Service(s) => s,
         Route::Root => return Ok(local(metrics, log, "none", "none", respond::to_owa())),
         Route::NotFound => {
@@ -108,7 +106,7 @@ pub async fn handle(
             return Ok(local(metrics, log, "none", "none", resp));
         }
     };
-    let svc = &snap.services[s];
+    let svc = &snap.http.services[s];
     let connection_auth = conn::is_connection_auth(req.headers());
     if connection_auth && ctx.h2 {
         return Err(ConnError::http11_required());
@@ -152,7 +150,8 @@ pub async fn handle(
     forward_pooled(&snap, metrics, ctx, s, out).await
 }
 
-/// Over the pool, with affinity and retries.
+/// Over the pool: the members the service's selection rule yields, one
+/// after another while a failure leaves the request safe to send again.
 async fn forward_pooled(
     snap: &Snapshot,
     metrics: &Metrics,
@@ -160,115 +159,104 @@ async fn forward_pooled(
     s: usize,
     mut out: Outgoing,
 ) -> Result<Response<ProxyBody>, ConnError> {
-    let svc = &snap.services[s];
+    let svc = &snap.http.services[s];
     let upstreams = &snap.upstreams;
-    let client_ip = ctx.peer.ip();
-    let mut tried = [usize::MAX; MAX_ATTEMPTS];
-    let mut attempts = 0;
-    loop {
-        let pick = if attempts == 0 {
-            sticky::first_pick(
-                upstreams,
-                s,
-                &svc.affinity,
-                &svc.cookie_name,
-                &out.parts.headers,
-                client_ip,
-            )
-            .map(|(m, moved)| {
-                if moved {
-                    svc.affinity_moves.inc();
-                }
-                m
-            })
-        } else {
-            sticky::next_pick(
-                upstreams,
-                s,
-                &svc.affinity,
-                &out.parts.headers,
-                client_ip,
-                &tried[..attempts],
-            )
-        };
-        let Some(m) = pick else {
-            // Nobody left (every member refused or is down): 503; members
-            // that are up but failed this request: 502.
-            let resp = if attempts == 0 || !upstreams.any_eligible(s) {
-                respond::no_member()
-            } else {
-                respond::plain(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: no server could answer\n",
-                )
-            };
-            return Ok(local(metrics, out.log, &svc.name, "none", resp));
-        };
-        tried[attempts] = m;
-        attempts += 1;
-        let backend = &upstreams.backends()[m];
-        let guard = backend.state.begin_request();
-        let sent = tokio::time::timeout(svc.response_timeout, send_pooled(snap, m, &out)).await;
-        let failure = match sent {
-            Ok(Ok((resp, sender))) => {
+    let mut selection = upstreams.select(
+        s,
+        Keys {
+            headers: &out.parts.headers,
+            client: ctx.peer.ip(),
+            preferred: None,
+        },
+    );
+    while let Some(m) = selection.next() {
+        if selection.attempts() == 1 && selection.moved() {
+            svc.affinity_moves.inc();
+        }
+        let member = &upstreams.members()[m];
+        let guard = member.state.begin_request();
+        let failure = match attempt(snap, svc, (m, s), &out).await {
+            Ok((resp, sender)) => {
                 if conn::challenges_connection_auth(resp.status(), resp.headers()) {
                     if ctx.h2 {
                         return Err(ConnError::http11_required());
                     }
                     // The login's next leg goes to the member that challenged.
-                    ctx.set_ntlm_member(&backend.name);
+                    ctx.set_ntlm_member(&member.name);
                 }
-                let set_cookie = (svc.affinity == crate::config::Affinity::Cookie
-                    && sticky::cookie(&out.parts.headers, &svc.cookie_name)
-                        != Some(backend.token.as_str()))
-                .then(|| sticky::set_cookie(&svc.cookie_name, &backend.token))
-                .flatten();
-                let reuse = Reuse {
-                    pool: Arc::clone(&snap.pools[m]),
-                    sender,
-                    max_idle: snap.cfg.proxy.pool_max_idle_per_member,
-                };
-                let mut resp = answer(snap, (m, s), resp, (guard, Some(reuse)), attempts, out);
-                if let Some(c) = set_cookie {
-                    resp.headers_mut().append(header::SET_COOKIE, c);
+                let stick = selection.stick(m);
+                let reuse = upstreams.returnable(m, sender);
+                let attempts = selection.attempts();
+                let mut resp = answer(snap, (m, s), resp, (guard, reuse), attempts, out);
+                if let Some(cookie) = stick {
+                    resp.headers_mut().append(header::SET_COOKIE, cookie);
                 }
                 return Ok(resp);
             }
-            Ok(Err(e)) => {
-                let failure = e.failure();
-                let why = error_chain(&e);
-                match failure {
-                    Failure::Connect => upstreams.eject_all(m, &why),
-                    Failure::Member | Failure::Unsent => upstreams.eject(m, s, &why),
-                    _ => {}
-                }
-                tracing::debug!(member = %backend.name, service = %svc.name, "attempt failed: {why}");
-                failure
-            }
-            Err(_) => {
-                upstreams.eject(m, s, "no response within the service's response timeout");
-                Failure::Timeout
-            }
+            Err(failure) => failure,
         };
         let retry = match failure {
             Failure::Connect | Failure::Unsent => true,
             Failure::Member => out.replay.can_replay(),
             Failure::ClientBody | Failure::Timeout => false,
         };
-        if retry && attempts < MAX_ATTEMPTS {
+        if retry && selection.attempts() < MAX_TRIES {
             svc.retries.inc();
             continue;
         }
         if let Some(log) = out.log.as_mut() {
-            log.retries = attempts as u32 - 1;
+            log.retries = selection.attempts() as u32 - 1;
         }
+        let name = &member.name;
         return Ok(local(
             metrics,
             out.log,
             &svc.name,
-            &backend.name,
+            name,
             failure_answer(&failure),
         ));
+    }
+    // Nobody left (every member refused or is down): 503; members that are
+    // up but failed this request: 502.
+    let resp = if selection.attempts() == 0 || !upstreams.any_eligible(s) {
+        respond::no_member()
+    } else {
+        respond::plain(
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: no server could answer\n",
+        )
+    };
+    Ok(local(metrics, out.log, &svc.name, "none", resp))
+}
+
+/// One attempt on member `at.0` for service `at.1`, bounded by the
+/// service's response timeout. A failure takes the member out where it
+/// says something about the member (a refused connect: every service; a
+/// member gone or silent: this service).
+async fn attempt(
+    snap: &Snapshot,
+    svc: &ServiceRt,
+    (m, s): (usize, usize),
+    out: &Outgoing,
+) -> Result<(Response<Incoming>, SendRequest<ReplayBody>), Failure> {
+    let upstreams = &snap.upstreams;
+    match tokio::time::timeout(svc.response_timeout, send_pooled(snap, m, out)).await {
+        Ok(Ok(answered)) => Ok(answered),
+        Ok(Err(e)) => {
+            let failure = e.failure();
+            let why = error_chain(&e);
+            match failure {
+                Failure::Connect => upstreams.eject_all(m, &why),
+                Failure::Member | Failure::Unsent => upstreams.eject(m, s, &why),
+                Failure::ClientBody | Failure::Timeout => {}
+            }
+            tracing::debug!(member = %upstreams.members()[m].name, service = %svc.name, "attempt failed: {why}");
+            Err(failure)
+        }
+        Err(_) => {
+            upstreams.eject(m, s, "no response within the service's response timeout");
+            Err(Failure::Timeout)
+        }
     }
 }
 
@@ -282,7 +270,7 @@ async fn forward_pinned(
     s: usize,
     out: Outgoing,
 ) -> Result<Response<ProxyBody>, ConnError> {
-    let svc = &snap.services[s];
+    let svc = &snap.http.services[s];
     let upstreams = &snap.upstreams;
     let mut slot = ctx.pinned().lock().await;
     if slot.as_ref().is_some_and(|p| p.sender.is_closed()) {
@@ -290,7 +278,7 @@ async fn forward_pinned(
         return Err(ConnError::PinnedGone);
     }
     if slot.is_none() {
-        match pin_member(snap, ctx, s).await {
+        match pin_member(snap, ctx, s, &out.parts.headers).await {
             Some(pinned) => {
                 *slot = Some(pinned);
                 ctx.set_pinned(true);
@@ -312,13 +300,13 @@ async fn forward_pinned(
     // The member may have left the config in a reload: the login is over.
     let Some(m) = upstreams
         .find(&pinned.member)
-        .filter(|&m| upstreams.backends()[m].address == pinned.address)
+        .filter(|&m| upstreams.members()[m].address == pinned.address)
     else {
         *slot = None;
         return Err(ConnError::PinnedGone);
     };
-    let backend = &upstreams.backends()[m];
-    let guard = backend.state.begin_request();
+    let member = &upstreams.members()[m];
+    let guard = member.state.begin_request();
     let up = upstream_request(&out);
     let sent = async {
         pinned.sender.ready().await?;
@@ -335,7 +323,7 @@ async fn forward_pinned(
                 upstreams.eject(m, s, &why);
             }
             *slot = None;
-            tracing::info!(member = %backend.name, "pinned backend connection failed, closing the client connection: {why}");
+            tracing::info!(member = %member.name, "pinned backend connection failed, closing the client connection: {why}");
             Err(ConnError::PinnedGone)
         }
         Err(_) => {
@@ -349,25 +337,24 @@ async fn forward_pinned(
 /// A dedicated connection to a member for a connection-bound login: the
 /// member that challenged, else the service's usual choice; members that
 /// refuse are taken out and the next is tried.
-async fn pin_member(snap: &Snapshot, ctx: &ConnCtx, s: usize) -> Option<Pinned> {
+async fn pin_member(
+    snap: &Snapshot,
+    ctx: &ConnCtx,
+    s: usize,
+    headers: &http::HeaderMap,
+) -> Option<Pinned> {
     let upstreams = &snap.upstreams;
-    let preferred = ctx
-        .ntlm_member()
-        .and_then(|name| upstreams.find(&name))
-        .filter(|&m| upstreams.backends()[m].eligible(s));
-    let mut tried = Vec::new();
-    for _ in 0..MAX_ATTEMPTS {
-        let m = match preferred.filter(|m| !tried.contains(m)) {
-            Some(m) => m,
-            None => upstreams.pick(s, &tried)?,
-        };
-        tried.push(m);
-        let backend = &upstreams.backends()[m];
-        let sender = match snap
-            .connector
-            .connect(backend.address, backend.tls.as_ref())
-            .await
-        {
+    let selection = upstreams.select(
+        s,
+        Keys {
+            headers,
+            client: ctx.peer.ip(),
+            preferred: ctx.ntlm_member().and_then(|name| upstreams.find(&name)),
+        },
+    );
+    for m in selection {
+        let member = &upstreams.members()[m];
+        let sender = match upstreams.connect(member).await {
             Ok(sender) => sender,
             Err(e @ ConnectError::Handshake { .. }) => {
                 upstreams.eject(m, s, &error_chain(&e));
@@ -379,8 +366,8 @@ async fn pin_member(snap: &Snapshot, ctx: &ConnCtx, s: usize) -> Option<Pinned> 
             }
         };
         return Some(Pinned {
-            member: backend.name.clone(),
-            address: backend.address,
+            member: member.name.clone(),
+            address: member.address,
             sender,
         });
     }
@@ -448,11 +435,11 @@ async fn send_pooled(
     m: usize,
     out: &Outgoing,
 ) -> Result<(Response<Incoming>, SendRequest<ReplayBody>), SendError> {
-    let pool = &snap.pools[m];
+    let upstreams = &snap.upstreams;
     let mut req = upstream_request(out);
     // Bounded: other requests put connections back meanwhile.
     for _ in 0..MAX_POOLED_TRIES {
-        let Some(mut sender) = pool.checkout(snap.cfg.proxy.pool_idle_timeout) else {
+        let Some(mut sender) = upstreams.idle_connection(m) else {
             break;
         };
         match sender.try_send_request(req).await {
@@ -467,11 +454,7 @@ async fn send_pooled(
             },
         }
     }
-    let backend = &snap.upstreams.backends()[m];
-    let mut sender = snap
-        .connector
-        .connect(backend.address, backend.tls.as_ref())
-        .await?;
+    let mut sender = upstreams.connect(&upstreams.members()[m]).await?;
     match sender.try_send_request(req).await {
         Ok(resp) => Ok((resp, sender)),
         Err(mut e) => Err(match e.take_message() {
@@ -513,9 +496,10 @@ fn answer(
     out: Outgoing,
 ) -> Response<ProxyBody> {
     let (m, s) = at;
-    let svc = &snap.services[s];
-    let member = &snap.upstreams.backends()[m].name;
-    svc.requests[m].inc(resp.status());
+    let svc = &snap.http.services[s];
+    let member = &snap.upstreams.members()[m];
+    member.service(s).requests.inc(resp.status());
+    let member = &member.name;
     svc.duration.observe(out.started.elapsed().as_secs_f64());
     let mut log = out.log;
     if let Some(log) = log.as_mut() {
@@ -566,7 +550,7 @@ fn respond_from_member(
     strip_hop_by_hop(&mut parts.headers);
     let header_rewrites = rewrite::rewrite_response_headers(
         &mut parts.headers,
-        &snap.plan,
+        &snap.http.plan,
         snap.cfg.rewrite.expose_server_headers,
         member,
     );
@@ -580,7 +564,7 @@ fn respond_from_member(
     {
         parts.headers.remove(header::CONTENT_LENGTH);
         let counter = Some(svc.rewrites.clone());
-        let plan = Arc::clone(&snap.plan);
+        let plan = Arc::clone(&snap.http.plan);
         let rewritten = if svc.autodiscover {
             rewrite::RewriteBody::autodiscover(body, plan, counter)
         } else {

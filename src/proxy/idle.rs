@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::BoxError;
+use crate::BoxError;
 
 /// The error a body gives when it was quiet for longer than its idle timeout.
 #[derive(Debug, thiserror::Error)]

@@ -1,20 +1,19 @@
-//! The client side of the array: the listener, connection handling,
-//! forwarding and the array's own answers.
+//! The HTTP side of the array: what happens to a request between the
+//! listener (`listen::https`) and the members (`upstream`): validation,
+//! routing, forwarding with retries, NTLM pinning, the array's own answers,
+//! body plumbing, and the HTTP part of the snapshot ([`frontend`]).
 
 pub mod access;
 pub mod body;
 pub mod conn;
-pub mod counters;
 pub mod forward;
+pub mod frontend;
 pub mod headers;
 pub mod idle;
-pub mod listener;
 pub mod redirect;
-pub mod replay;
 pub mod respond;
 pub mod router;
-pub mod snapshot;
-pub mod sticky;
 pub mod validate;
 
-pub use body::{BoxError, ProxyBody};
+pub use crate::BoxError;
+pub use body::ProxyBody;

@@ -60,6 +60,7 @@ mod tests {
             name: name.into(),
             prefix: prefix.into(),
             health: format!("{prefix}/healthcheck.htm"),
+            health_kind: crate::config::HealthKind::Http,
             idle_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             affinity: Affinity::None,

@@ -1,15 +1,9 @@
-//! New HTTP/1.1 connections to members, over TLS for members with
-//! `tls = true`.
-//!
-//! Every connection gets TCP_NODELAY (requests and answers are written
-//! whole, so Nagle would only add a round trip) and TCP keepalive (a member
-//! that vanished without a FIN is noticed on idle pooled connections). The
-//! TCP connect and the TLS handshake share one deadline,
-//! `proxy.connect_timeout`. Each connection is driven by a task of its own;
-//! the caller gets the [`SendRequest`] half.
+//! New HTTP/1.1 connections to members: a dialed stream ([`super::dial`],
+//! TCP then TLS for members with `tls = true`) and hyper's HTTP/1.1 client
+//! handshake on it. Each connection is driven by a task of its own; the
+//! caller gets the [`SendRequest`] half.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,16 +11,10 @@ use http_body::Body;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
 
-use super::tls::{self, MemberTlsError};
+use super::dial::{DialError, Dialer};
+use super::tls::MemberTlsError;
 use crate::config::Config;
-
-/// TCP keepalive idle time on member connections.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// Largest buffer hyper may grow to for one member connection: big enough
 /// for large answer heads and to read bodies in large slices.
@@ -35,74 +23,46 @@ const MAX_BUF_SIZE: usize = 512 * 1024;
 /// Why a connection could not be made. Nothing was sent to the member.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("connect to {address} failed")]
-    Io {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("connect to {address} timed out after {timeout:?}")]
-    TimedOut {
-        address: SocketAddr,
-        timeout: Duration,
-    },
-    /// The TLS handshake failed: an untrusted or expired certificate, a
-    /// name mismatch, a member that does not speak TLS...
-    #[error("TLS handshake with {address} as {server_name} failed: {reason}")]
-    Tls {
-        address: SocketAddr,
-        server_name: String,
-        reason: String,
-    },
-    #[error("TLS handshake with {address} as {server_name} not done within {timeout:?} (proxy.connect_timeout)")]
-    TlsTimedOut {
-        address: SocketAddr,
-        server_name: String,
-        timeout: Duration,
-    },
-    /// A TLS member with a connector made without TLS (a config built by
-    /// hand): never sent.
-    #[error("{address} wants TLS but no member TLS configuration was made")]
-    NoTlsConfig { address: SocketAddr },
+    /// TCP or TLS failed.
+    #[error(transparent)]
+    Dial(#[from] DialError),
     #[error("HTTP/1.1 handshake with {address} failed")]
     Handshake {
         address: SocketAddr,
+        #[source]
         source: hyper::Error,
     },
 }
 
-/// Makes member connections with the proxy's settings and, for members
-/// with `tls = true`, the config's TLS client configuration.
+/// Makes member HTTP/1.1 connections with the proxy's settings.
 #[derive(Debug, Clone)]
 pub struct Connector {
-    /// `proxy.connect_timeout` (default 2 s), for the TCP connect and the
-    /// TLS handshake together.
-    connect_timeout: Duration,
-    /// Present when some member uses TLS; one per config, so that sessions
-    /// resume.
-    tls: Option<Arc<rustls::ClientConfig>>,
+    dialer: Dialer,
 }
 
 impl Connector {
-    /// The connector of `cfg`: its TLS client configuration is made here,
-    /// once, when a member uses TLS.
+    /// The connector of `cfg` (see [`Dialer::new`]).
     pub fn new(cfg: &Config) -> Result<Self, MemberTlsError> {
         Ok(Connector {
-            connect_timeout: cfg.proxy.connect_timeout,
-            tls: tls::client_config(cfg)?,
+            dialer: Dialer::new(cfg)?,
         })
     }
 
     /// A connector with the TLS client configuration `tls`.
-    pub fn with_tls(connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -> Self {
+    pub fn with_tls(connect_timeout: Duration, tls: std::sync::Arc<rustls::ClientConfig>) -> Self {
         Connector {
-            connect_timeout,
-            tls: Some(tls),
+            dialer: Dialer::with_tls(connect_timeout, tls),
         }
     }
 
+    /// The dialer under the HTTP layer, for checks and protocols that need
+    /// only a stream.
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
+    }
+
     /// A new connection to `address`, ready for its first request: over
-    /// TLS when `server_name` is given (sent in SNI, and checked against
-    /// the member's certificate), plain otherwise.
+    /// TLS when `server_name` is given, plain otherwise.
     pub async fn connect<B>(
         &self,
         address: SocketAddr,
@@ -112,63 +72,19 @@ impl Connector {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let deadline = Instant::now() + self.connect_timeout;
-        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(ConnectError::Io { address, source }),
-            Err(_) => {
-                return Err(ConnectError::TimedOut {
-                    address,
-                    timeout: self.connect_timeout,
-                })
+        let stream = self.dialer.dial(address, server_name).await?;
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(MAX_BUF_SIZE)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake { address, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%address, "member connection ended: {e}");
             }
-        };
-        // Best effort: a socket that refuses an option still works.
-        let _ = stream.set_nodelay(true);
-        let sock = socket2::SockRef::from(&stream);
-        let _ = sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE));
-        let Some(name) = server_name else {
-            return http1_handshake(stream, address).await;
-        };
-        let Some(config) = &self.tls else {
-            return Err(ConnectError::NoTlsConfig { address });
-        };
-        let connector = TlsConnector::from(Arc::clone(config));
-        let server_name = || name.to_str().into_owned();
-        match tokio::time::timeout_at(deadline, connector.connect(name.clone(), stream)).await {
-            Ok(Ok(stream)) => http1_handshake(stream, address).await,
-            Ok(Err(e)) => Err(ConnectError::Tls {
-                address,
-                server_name: server_name(),
-                reason: tls::describe_handshake_error(&e),
-            }),
-            Err(_) => Err(ConnectError::TlsTimedOut {
-                address,
-                server_name: server_name(),
-                timeout: self.connect_timeout,
-            }),
-        }
+        });
+        Ok(sender)
     }
-}
-
-/// HTTP/1.1 over `io`; the connection is driven by a task of its own.
-async fn http1_handshake<T, B>(io: T, address: SocketAddr) -> Result<SendRequest<B>, ConnectError>
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let (sender, connection) = http1::Builder::new()
-        .max_buf_size(MAX_BUF_SIZE)
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|source| ConnectError::Handshake { address, source })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(%address, "member connection ended: {e}");
-        }
-    });
-    Ok(sender)
 }
 
 #[cfg(test)]
@@ -178,7 +94,7 @@ mod tests {
     use http_body_util::{BodyExt, Empty, Full};
     use rustls::HandshakeKind;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     struct Certs {
         ca: CertificateDer<'static>,
@@ -258,7 +174,10 @@ mod tests {
             }),
             verify,
         };
-        Connector::with_tls(Duration::from_secs(5), tls::build(&cfg).unwrap())
+        Connector::with_tls(
+            Duration::from_secs(5),
+            crate::upstream::tls::build(&cfg).unwrap(),
+        )
     }
 
     async fn get(sender: &mut SendRequest<Empty<Bytes>>) -> Bytes {
@@ -299,7 +218,10 @@ mod tests {
             .connect::<Empty<Bytes>>(addr, Some(&name("ex1.lab.local")))
             .await
             .unwrap_err();
-        assert!(matches!(e, ConnectError::Tls { .. }), "{e}");
+        assert!(
+            matches!(e, ConnectError::Dial(DialError::Tls { .. })),
+            "{e}"
+        );
         assert!(
             e.to_string().starts_with(&format!(
                 "TLS handshake with {addr} as ex1.lab.local failed: certificate not trusted"
@@ -369,13 +291,19 @@ mod tests {
             }),
             verify: true,
         };
-        let connector = Connector::with_tls(Duration::from_millis(200), tls::build(&cfg).unwrap());
+        let connector = Connector::with_tls(
+            Duration::from_millis(200),
+            crate::upstream::tls::build(&cfg).unwrap(),
+        );
         let started = std::time::Instant::now();
         let e = connector
             .connect::<Empty<Bytes>>(addr, Some(&name("ex1.lab.local")))
             .await
             .unwrap_err();
-        assert!(matches!(e, ConnectError::TlsTimedOut { .. }), "{e}");
+        assert!(
+            matches!(e, ConnectError::Dial(DialError::TlsTimedOut { .. })),
+            "{e}"
+        );
         assert!(started.elapsed() < Duration::from_secs(2));
         hold.abort();
     }

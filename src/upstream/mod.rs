@@ -1,69 +1,66 @@
-//! The members behind the array: their live state, balancing, health checks,
-//! connections (TLS for members that serve HTTPS) and the connection pool.
+//! The members behind the array, and everything the array does with them:
+//! choosing one for a request ([`selection`]), checking their health
+//! ([`health`]), reaching them ([`dial`], [`connect`], [`tls`]) and keeping
+//! their connections ([`pool`]).
 //!
-//! [`Upstreams`] is built from one config and swapped whole on reload; the
-//! per-member state it points to ([`member::MemberState`]) lives in a
-//! [`member::Registry`] that outlives reloads.
+//! [`Upstreams`] is built from one config and swapped whole on reload, as
+//! part of the snapshot; the per-member state it points to
+//! ([`state::MemberState`]) lives in a [`state::Registry`] that outlives
+//! reloads. The forwarding path asks it for a member ([`Upstreams::select`])
+//! and for a connection ([`Upstreams::idle_connection`],
+//! [`Upstreams::connect`]), and hands connections back
+//! ([`pool::MemberConn::put_back`]).
 
-pub mod affinity;
-pub mod balance;
 pub mod connect;
+pub mod dial;
 pub mod health;
 pub mod member;
 pub mod pool;
+pub mod replay;
+pub mod selection;
+pub mod state;
 pub mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use hyper::client::conn::http1::SendRequest;
 use rustls_pki_types::ServerName;
 
-use crate::admin::Metrics;
 use crate::config::Config;
-use balance::RoundRobin;
-use member::{HealthCell, MemberState, Registry};
+use crate::metrics::{MemberGauges, Metrics, RequestCounters};
+use connect::{ConnectError, Connector};
+use member::{Member, MemberService};
+use pool::{MemberConn, Pool};
+use replay::ReplayBody;
+use selection::round_robin::RoundRobin;
+use selection::{Candidates, Keys, Selection, Selector};
+use state::Registry;
 
-/// One member as the forwarding path sees it.
+/// A service as selection sees it.
 #[derive(Debug)]
-pub struct Backend {
-    pub name: String,
-    pub fqdn: String,
-    pub address: SocketAddr,
-    /// `Some(tls_server_name)` for a member with `tls = true`: connections
-    /// to it are HTTPS, with this name in SNI and checked against its
-    /// certificate. `None`: plain HTTP.
-    pub tls: Option<ServerName<'static>>,
-    pub weight: u32,
-    /// The opaque name of this member in affinity cookies.
-    pub token: String,
-    pub state: Arc<MemberState>,
-    /// Health per service, indexed like `Config::services`.
-    cells: Box<[Arc<HealthCell>]>,
+struct Service {
+    name: String,
+    selector: Box<dyn Selector>,
+    /// The service's round-robin turns (every rule falls back to them).
+    turns: RoundRobin,
 }
 
-impl Backend {
-    /// The health of service `s`.
-    pub fn cell(&self, s: usize) -> &HealthCell {
-        &self.cells[s]
-    }
-
-    /// Healthy for service `s` and not draining.
-    #[inline]
-    pub fn eligible(&self, s: usize) -> bool {
-        !self.state.is_draining() && self.cells[s].is_up()
-    }
-}
-
-/// The members of one config and a turn order per service.
+/// The members of one config, the selection rule of each service, and how
+/// members are reached.
+#[derive(Debug)]
 pub struct Upstreams {
-    backends: Box<[Backend]>,
-    service_names: Box<[String]>,
-    turns: Box<[RoundRobin]>,
-    /// Where ejections are counted (`casarray_member_up`,
-    /// `casarray_passive_ejections_total`); none in unit tests.
-    metrics: Option<Metrics>,
+    members: Box<[Member]>,
+    services: Box<[Service]>,
+    /// Makes new member connections (and health probes' connections): one
+    /// TLS client configuration per config, so sessions resume.
+    connector: Connector,
     /// The first passive ejection window (the health interval).
-    health_interval: std::time::Duration,
+    health_interval: Duration,
+    /// `proxy.pool_idle_timeout`.
+    pool_idle_timeout: Duration,
+    /// `proxy.pool_max_idle_per_member`.
+    pool_max_idle: usize,
 }
 
 /// Why building the upstreams failed.
@@ -75,19 +72,20 @@ pub enum UpstreamError {
     Tls(#[from] tls::MemberTlsError),
 }
 
-impl std::fmt::Debug for Upstreams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstreams")
-            .field("backends", &self.backends)
-            .field("services", &self.service_names)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Upstreams {
-    /// Builds the upstreams of `cfg`, reusing member state from `registry`.
-    pub fn build(cfg: &Config, registry: &Registry) -> Result<Self, UpstreamError> {
-        let mut backends = Vec::with_capacity(cfg.members.len());
+    /// Builds the upstreams of `cfg`: member state comes from `registry`,
+    /// metric handles from `metrics` (every (member, service) series exists
+    /// from here on, at 0), and idle connections from `previous` (the
+    /// upstreams these replace) for members reached the same way: same
+    /// name, address and TLS target, and for TLS members the same
+    /// `[member_tls]` (a connection verified against an old CA is not kept).
+    pub fn build(
+        cfg: &Config,
+        registry: &Registry,
+        metrics: &Metrics,
+        previous: Option<(&Upstreams, &Config)>,
+    ) -> Result<Self, UpstreamError> {
+        let mut members = Vec::with_capacity(cfg.members.len());
         for m in &cfg.members {
             let tls = m
                 .tls
@@ -101,16 +99,37 @@ impl Upstreams {
                 })
                 .transpose()?;
             let state = registry.member(&m.name, m.address);
-            let cells = cfg.services.iter().map(|s| state.cell(&s.name)).collect();
-            backends.push(Backend {
+            let services = cfg
+                .services
+                .iter()
+                .map(|s| {
+                    let labels = [m.name.as_str(), s.name.as_str()];
+                    MemberService {
+                        health: state.cell(&s.name),
+                        requests: RequestCounters::new(&metrics.requests, &s.name, &m.name),
+                        ejections: metrics.passive_ejections.with_label_values(&labels),
+                        checks: ["success", "failure"].map(|result| {
+                            metrics
+                                .health_checks
+                                .with_label_values(&[&m.name, &s.name, result])
+                        }),
+                    }
+                })
+                .collect();
+            let pool = previous
+                .filter(|(_, old)| !m.tls || old.member_tls == cfg.member_tls)
+                .and_then(|(p, _)| p.pool_of(&m.name, m.address, tls.as_ref()))
+                .unwrap_or_default();
+            members.push(Member {
                 weight: m.weight,
-                token: affinity::cookie_token(&cfg.array.name, &m.name, &m.address_text),
+                token: selection::cookie::cookie_token(&cfg.array.name, &m.name, &m.address_text),
                 name: m.name.clone(),
                 fqdn: m.fqdn.clone(),
                 address: m.address,
                 tls,
                 state,
-                cells,
+                services,
+                pool,
             });
         }
         let keep: Vec<_> = cfg
@@ -120,102 +139,229 @@ impl Upstreams {
             .collect();
         registry.retain(&keep);
         let weights: Vec<u32> = cfg.members.iter().map(|m| m.weight).collect();
-        let turns = cfg
+        let services = cfg
             .services
             .iter()
-            .map(|_| RoundRobin::new(&weights))
+            .map(|s| Service {
+                name: s.name.clone(),
+                selector: selection::for_affinity(&s.affinity, &s.name),
+                turns: RoundRobin::new(&weights),
+            })
             .collect();
         Ok(Upstreams {
-            backends: backends.into_boxed_slice(),
-            service_names: cfg.services.iter().map(|s| s.name.clone()).collect(),
-            turns,
-            metrics: None,
+            members: members.into_boxed_slice(),
+            services,
+            connector: Connector::new(cfg)?,
             health_interval: cfg.health.interval,
+            pool_idle_timeout: cfg.proxy.pool_idle_timeout,
+            pool_max_idle: cfg.proxy.pool_max_idle_per_member,
         })
     }
 
-    /// Counts ejections in `metrics` from now on.
-    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
-        self.metrics = Some(metrics.clone());
-        self
-    }
-
-    pub fn backends(&self) -> &[Backend] {
-        &self.backends
+    /// Every member, in config order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
     }
 
     /// Index of the member named `name` (case-insensitive).
     pub fn find(&self, name: &str) -> Option<usize> {
-        self.backends
+        self.members
             .iter()
             .position(|b| b.name.eq_ignore_ascii_case(name))
     }
 
-    /// The next member for service `s`, skipping those in `tried`.
-    #[inline]
-    pub fn pick(&self, s: usize, tried: &[usize]) -> Option<usize> {
-        self.turns
-            .get(s)?
-            .pick(|m| self.backends[m].eligible(s), tried)
-    }
-
-    /// The sticky member of `key` for service `s` by rendezvous hashing,
-    /// skipping `tried`; `moved` is true when the member the key belongs to
-    /// was passed over because it is unhealthy or draining.
-    pub fn pick_hashed(&self, s: usize, key: &[u8], tried: &[usize]) -> Option<(usize, bool)> {
-        let mut best: Option<(usize, f64)> = None;
-        let mut top: Option<(usize, f64)> = None;
-        for (i, b) in self.backends.iter().enumerate() {
-            let score = affinity::score(key, &b.name, b.weight);
-            if top.is_none_or(|(_, t)| score > t) {
-                top = Some((i, score));
-            }
-            if b.eligible(s) && !tried.contains(&i) && best.is_none_or(|(_, t)| score > t) {
-                best = Some((i, score));
-            }
+    /// The members a request for service `s` tries, in order (see
+    /// [`selection`]). An unknown `s` yields nobody.
+    pub fn select<'a>(&'a self, s: usize, keys: Keys<'a>) -> Selection<'a> {
+        static NOBODY: std::sync::OnceLock<RoundRobin> = std::sync::OnceLock::new();
+        match self.services.get(s) {
+            Some(svc) => Selection::new(
+                Candidates::new(&self.members, s, &svc.turns),
+                svc.selector.as_ref(),
+                keys,
+            ),
+            None => Selection::new(
+                Candidates::new(&[], s, NOBODY.get_or_init(|| RoundRobin::new(&[]))),
+                &selection::round_robin::NoAffinity,
+                keys,
+            ),
         }
-        let (chosen, _) = best?;
-        let moved = top.is_some_and(|(t, _)| t != chosen && !self.backends[t].eligible(s));
-        Some((chosen, moved))
-    }
-
-    /// The member whose affinity cookie token is `token`.
-    pub fn by_token(&self, token: &str) -> Option<usize> {
-        self.backends.iter().position(|b| b.token == token)
     }
 
     /// Any member healthy for service `s` and not draining?
     pub fn any_eligible(&self, s: usize) -> bool {
-        self.backends.iter().any(|b| b.eligible(s))
+        self.members.iter().any(|b| b.eligible(s))
     }
 
     /// Takes member `m` out of service `s` after a failure on the forwarding
     /// path; the next good probe after its ejection window (one health
     /// interval, doubling for repeated ejections) brings it back.
     pub fn eject(&self, m: usize, s: usize, reason: &str) {
-        let (Some(b), Some(service)) = (self.backends.get(m), self.service_names.get(s)) else {
+        let (Some(b), Some(service)) = (self.members.get(m), self.services.get(s)) else {
             return;
         };
-        if b.cells[s].mark_down_passive(self.health_interval) {
-            tracing::warn!(member = %b.name, service = %service, "member down for service (passive): {reason}");
-            if let Some(metrics) = &self.metrics {
-                metrics
-                    .member_up
-                    .with_label_values(&[&b.name, service])
-                    .set(0);
-                metrics
-                    .passive_ejections
-                    .with_label_values(&[&b.name, service])
-                    .inc();
-            }
+        let side = b.service(s);
+        if side.health.mark_down_passive(self.health_interval) {
+            tracing::warn!(member = %b.name, service = %service.name, "member down for service (passive): {reason}");
+            side.ejections.inc();
         }
     }
 
     /// Takes member `m` out of every service: its address refused a
     /// connection, which no service on it can survive.
     pub fn eject_all(&self, m: usize, reason: &str) {
-        for s in 0..self.service_names.len() {
+        for s in 0..self.services.len() {
             self.eject(m, s, reason);
         }
+    }
+
+    /// The connector new connections are made with (one TLS client
+    /// configuration per config).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The most recently used idle connection to member `m` that is ready,
+    /// if any (never one idle for `proxy.pool_idle_timeout` or longer).
+    pub fn idle_connection(&self, m: usize) -> Option<SendRequest<ReplayBody>> {
+        self.members.get(m)?.pool.checkout(self.pool_idle_timeout)
+    }
+
+    /// A new HTTP/1.1 connection to `member` (one of these upstreams').
+    pub async fn connect(&self, member: &Member) -> Result<SendRequest<ReplayBody>, ConnectError> {
+        self.connector
+            .connect(member.address, member.tls.as_ref())
+            .await
+    }
+
+    /// `sender`, a connection to member `m`, as one that goes back to `m`'s
+    /// pool when its answer has ended; `None` for an unknown member.
+    pub fn returnable(
+        &self,
+        m: usize,
+        sender: SendRequest<ReplayBody>,
+    ) -> Option<MemberConn<ReplayBody>> {
+        let b = self.members.get(m)?;
+        Some(MemberConn::new(
+            sender,
+            Arc::clone(&b.pool),
+            self.pool_max_idle,
+        ))
+    }
+
+    /// Drops idle member connections past `proxy.pool_idle_timeout`.
+    pub fn sweep_pools(&self) {
+        for b in &*self.members {
+            b.pool.sweep(self.pool_idle_timeout);
+        }
+    }
+
+    /// Sets the per-member gauges of a scrape from the members' live state.
+    pub fn export(&self, gauges: &MemberGauges<'_>) {
+        for b in &*self.members {
+            gauges.member(&b.name, b.state.in_flight(), b.state.is_draining());
+            for (s, svc) in self.services.iter().enumerate() {
+                gauges.up(&b.name, &svc.name, b.cell(s).is_up());
+            }
+        }
+    }
+
+    /// The name of service `s`.
+    pub fn service_name(&self, s: usize) -> Option<&str> {
+        self.services.get(s).map(|svc| svc.name.as_str())
+    }
+
+    /// The pool of the member named `name` at `address`, reached the same
+    /// way (`tls`: plain, or TLS to the same server name), if it has one.
+    fn pool_of(
+        &self,
+        name: &str,
+        address: std::net::SocketAddr,
+        tls: Option<&ServerName<'static>>,
+    ) -> Option<Arc<Pool<ReplayBody>>> {
+        let b = &self.members[self.find(name)?];
+        (b.address == address && b.tls.as_ref() == tls).then(|| Arc::clone(&b.pool))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A config of `n` members (EX1..EXn on unused loopback ports) and the
+    /// default services, every service with `service_keys` added (for
+    /// example an affinity), built into upstreams.
+    pub(crate) fn upstreams(n: usize, service_keys: &str) -> (tempfile::TempDir, Upstreams) {
+        let (dir, cfg) = config(n, service_keys);
+        let up = Upstreams::build(&cfg, &Registry::new(), &Metrics::new().unwrap(), None).unwrap();
+        (dir, up)
+    }
+
+    pub(crate) fn config(n: usize, service_keys: &str) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bundle.pem"), "x").unwrap();
+        let mut text = String::from(
+            "[array]\nname = \"a\"\nfqdn = \"mail.lab.com\"\n\
+             [listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"bundle.pem\"\n",
+        );
+        for i in 1..=n {
+            text.push_str(&format!(
+                "[[member]]\nname = \"EX{i}\"\naddress = \"127.0.0.1:{}\"\n",
+                9000 + i
+            ));
+        }
+        if !service_keys.is_empty() {
+            text.push_str(&format!(
+                "[[service]]\nname = \"owa\"\nprefix = \"/owa\"\n{service_keys}\n"
+            ));
+        }
+        let cfg = crate::config::parse(&text, &dir.path().join("casarray.toml")).unwrap();
+        (dir, cfg)
+    }
+
+    #[test]
+    fn member_series_follow_the_live_members() {
+        let (_dir, cfg) = config(2, "");
+        let registry = Registry::new();
+        let metrics = Metrics::new().unwrap();
+        let up = Upstreams::build(&cfg, &registry, &metrics, None).unwrap();
+        up.members()[1].state.set_draining(true);
+        let _guard = up.members()[0].state.begin_request();
+        let text = metrics.render_with(|g| up.export(g));
+        for line in [
+            "casarray_member_in_flight{member=\"EX1\"} 1",
+            "casarray_member_draining{member=\"EX2\"} 1",
+            "casarray_member_up{member=\"EX2\",service=\"owa\"} 1",
+            // Present before anything happened, at 0.
+            "casarray_passive_ejections_total{member=\"EX1\",service=\"ews\"} 0",
+            "casarray_health_checks_total{member=\"EX2\",result=\"failure\",service=\"oab\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        up.eject(0, 0, "test");
+        let text = metrics.render_with(|g| up.export(g));
+        assert!(
+            text.contains("casarray_member_up{member=\"EX1\",service=\"owa\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("casarray_passive_ejections_total{member=\"EX1\",service=\"owa\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn pools_are_kept_for_members_reached_the_same_way() {
+        let (_dir, cfg) = config(2, "");
+        let registry = Registry::new();
+        let metrics = Metrics::new().unwrap();
+        let a = Upstreams::build(&cfg, &registry, &metrics, None).unwrap();
+        let b = Upstreams::build(&cfg, &registry, &metrics, Some((&a, &cfg))).unwrap();
+        assert!(Arc::ptr_eq(&a.members()[0].pool, &b.members()[0].pool));
+        let mut moved = cfg.clone();
+        moved.members[0].address = "127.0.0.1:9999".parse().unwrap();
+        let c = Upstreams::build(&moved, &registry, &metrics, Some((&b, &cfg))).unwrap();
+        assert!(!Arc::ptr_eq(&b.members()[0].pool, &c.members()[0].pool));
+        assert!(Arc::ptr_eq(&b.members()[1].pool, &c.members()[1].pool));
     }
 }

@@ -28,6 +28,31 @@ use hyper::client::conn::http1::SendRequest;
 /// ready before it is dropped.
 const READY_WAIT: Duration = Duration::from_secs(5);
 
+/// A member connection taken out of its pool (or new) for one request;
+/// [`MemberConn::put_back`] returns it once the answer's body has ended.
+/// Dropped instead, the connection closes (an answer cut short).
+pub struct MemberConn<B: Send + 'static> {
+    pub sender: SendRequest<B>,
+    home: Arc<Pool<B>>,
+    /// `proxy.pool_max_idle_per_member`.
+    max_idle: usize,
+}
+
+impl<B: Send + 'static> MemberConn<B> {
+    pub(super) fn new(sender: SendRequest<B>, home: Arc<Pool<B>>, max_idle: usize) -> Self {
+        MemberConn {
+            sender,
+            home,
+            max_idle,
+        }
+    }
+
+    /// Back to the member's pool, for the next request.
+    pub fn put_back(self) {
+        self.home.checkin(self.sender, self.max_idle);
+    }
+}
+
 /// An idle connection and since when it has been idle.
 struct Idle<B> {
     sender: SendRequest<B>,

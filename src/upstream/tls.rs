@@ -25,7 +25,7 @@ pub enum MemberTlsError {
     #[error("member TLS: verify is on but [member_tls] has no ca")]
     NoCa,
     /// A CA certificate was refused as a trust anchor.
-    #[error("member TLS: {path}: certificate {index} cannot be used as a CA: {source}")]
+    #[error("member TLS: {path}: certificate {index} cannot be used as a CA")]
     BadCa {
         path: String,
         index: usize,

@@ -63,7 +63,7 @@ pub enum PkiError {
     Random,
 
     /// rcgen refused to build or sign.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Rcgen {
         what: &'static str,
         #[source]

@@ -1,6 +1,7 @@
-//! Everything the forwarding path reads, built from one config and swapped
-//! whole on reload (arc-swap): a request sees one consistent config from
-//! start to end, and never takes a lock to read it.
+//! The HTTP side of one config: the router, each service's timeouts and
+//! metric handles, the rewrite plan, the names the array answers to and
+//! hyper's connection settings. Part of the [`Snapshot`](crate::snapshot::Snapshot),
+//! built with it and swapped with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,18 +10,11 @@ use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::{Histogram, IntCounter};
-use rustls_pki_types::ServerName;
 
-use super::counters::RequestCounters;
-use super::replay::ReplayBody;
 use super::router::Router;
-use crate::admin::Metrics;
-use crate::config::{Affinity, Config};
+use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::rewrite::{MemberIdentity, RewritePlan};
-use crate::upstream::connect::Connector;
-use crate::upstream::member::Registry;
-use crate::upstream::pool::Pool;
-use crate::upstream::{UpstreamError, Upstreams};
 
 /// A service with its metric handles resolved once.
 #[derive(Debug)]
@@ -31,32 +25,18 @@ pub struct ServiceRt {
     pub rewrite: bool,
     /// Autodiscover answers get the EXCH-aware rewriter.
     pub autodiscover: bool,
-    pub affinity: Affinity,
-    /// `casarray_<service>`: the name of the array's affinity cookie.
-    pub cookie_name: String,
     pub duration: Histogram,
     pub retries: IntCounter,
     pub rewrites: IntCounter,
     pub affinity_moves: IntCounter,
-    /// `casarray_requests_total` per member, indexed like the backends.
-    pub requests: Box<[RequestCounters]>,
 }
 
-/// One config, ready to serve.
-pub struct Snapshot {
-    pub cfg: Arc<Config>,
-    pub upstreams: Arc<Upstreams>,
+/// The HTTP side of one config, ready to serve.
+pub struct Frontend {
     pub router: Router,
+    /// Indexed like `Config::services`.
     pub services: Box<[ServiceRt]>,
     pub plan: Arc<RewritePlan>,
-    /// Makes new member connections (and health probes' connections): one
-    /// TLS client configuration per snapshot, so sessions resume.
-    pub connector: Connector,
-    /// Idle connections per member, indexed like `upstreams.backends()`;
-    /// carried over a reload for members whose name, address and TLS
-    /// target stay (for TLS members, `[member_tls]` too: a connection
-    /// verified against an old CA is not kept).
-    pub pools: Box<[Arc<Pool<ReplayBody>>]>,
     /// Host names clients may use (lowercase, no port).
     pub hosts: Box<[String]>,
     /// HTTP/1.1 settings for client connections (timeouts, limits).
@@ -70,26 +50,9 @@ pub struct Snapshot {
     pub public_name: String,
 }
 
-impl Snapshot {
-    /// Builds the snapshot of `cfg`; member state comes from `registry`,
-    /// and idle member connections from `previous` (the one it replaces).
-    pub fn build(
-        cfg: Arc<Config>,
-        registry: &Registry,
-        metrics: &Metrics,
-        previous: Option<&Snapshot>,
-    ) -> Result<Self, UpstreamError> {
-        let upstreams = Arc::new(Upstreams::build(&cfg, registry)?.with_metrics(metrics));
-        let pools = upstreams
-            .backends()
-            .iter()
-            .map(|b| {
-                previous
-                    .filter(|p| b.tls.is_none() || p.cfg.member_tls == cfg.member_tls)
-                    .and_then(|p| p.pool_of(&b.name, b.address, b.tls.as_ref()))
-                    .unwrap_or_default()
-            })
-            .collect();
+impl Frontend {
+    /// The HTTP side of `cfg`; every service's series exist from here on.
+    pub fn build(cfg: &Config, metrics: &Metrics) -> Self {
         let router = Router::new(&cfg.services);
         let services = cfg
             .services
@@ -100,17 +63,10 @@ impl Snapshot {
                 response_timeout: s.response_timeout,
                 rewrite: s.rewrite,
                 autodiscover: s.name.eq_ignore_ascii_case("autodiscover"),
-                affinity: s.affinity.clone(),
-                cookie_name: format!("casarray_{}", s.name),
                 affinity_moves: metrics.affinity_moves.with_label_values(&[&s.name]),
                 duration: metrics.request_duration.with_label_values(&[&s.name]),
                 retries: metrics.upstream_retries.with_label_values(&[&s.name]),
                 rewrites: metrics.rewrites.with_label_values(&[&s.name]),
-                requests: upstreams
-                    .backends()
-                    .iter()
-                    .map(|b| RequestCounters::new(&metrics.requests, &s.name, &b.name))
-                    .collect(),
             })
             .collect();
         let identities: Vec<MemberIdentity> = cfg
@@ -155,39 +111,15 @@ impl Snapshot {
         };
         let public_origin = HeaderValue::from_str(&origin)
             .unwrap_or_else(|_| HeaderValue::from_static("https://localhost"));
-        Ok(Snapshot {
-            connector: Connector::new(&cfg)?,
-            pools,
-            http1: http1_builder(&cfg),
-            http2: http2_builder(&cfg),
-            cfg,
-            upstreams,
+        Frontend {
+            http1: http1_builder(cfg),
+            http2: http2_builder(cfg),
             router,
             services,
             plan,
             hosts: hosts.into_boxed_slice(),
             public_origin,
-            public_name: public.clone(),
-        })
-    }
-
-    /// The pool of the member named `name` at `address`, reached the same
-    /// way (`tls`: plain, or TLS to the same server name), if it has one.
-    fn pool_of(
-        &self,
-        name: &str,
-        address: std::net::SocketAddr,
-        tls: Option<&ServerName<'static>>,
-    ) -> Option<Arc<Pool<ReplayBody>>> {
-        let m = self.upstreams.find(name)?;
-        let b = &self.upstreams.backends()[m];
-        (b.address == address && b.tls.as_ref() == tls).then(|| Arc::clone(&self.pools[m]))
-    }
-
-    /// Drops idle member connections past `proxy.pool_idle_timeout`.
-    pub fn sweep_pools(&self) {
-        for pool in &*self.pools {
-            pool.sweep(self.cfg.proxy.pool_idle_timeout);
+            public_name: public,
         }
     }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::BoxError;
+use crate::BoxError;
 
 type Inner = Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>;
 

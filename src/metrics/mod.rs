@@ -1,8 +1,13 @@
-//! The Prometheus metrics of the contract (DESIGN.md, "Metrics").
+//! The Prometheus metrics of the contract (README "Metrics"; the list in
+//! docs/ARCHITECTURE.md says who writes each one).
 //!
-//! One [`Metrics`] lives for the whole process and survives reloads. Label
-//! sets are bounded by the config (services, members, status codes);
-//! paths and client addresses are never labels.
+//! One [`Metrics`] lives for the whole process and survives reloads. The
+//! data path (proxy, upstream, serve) writes it; the admin listener only
+//! renders it. Label sets are bounded by the config (services, members,
+//! status codes); paths and client addresses are never labels. Every
+//! labelled series whose labels the config determines exists from the
+//! first scrape, at 0: the snapshot resolves its handles when it is built,
+//! and the per-member gauges are filled at each scrape.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -11,9 +16,11 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use super::process::ProcessCollector;
-use crate::config::ServiceConfig;
-use crate::upstream::Upstreams;
+mod process;
+mod requests;
+
+use process::ProcessCollector;
+pub use requests::RequestCounters;
 
 /// Latency buckets in seconds: 100 µs to 5 min, so sub-millisecond proxy
 /// overhead and hours-long streams both resolve.
@@ -31,8 +38,10 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// `casarray_request_duration_seconds{service}`: time to the response head.
     pub request_duration: HistogramVec,
-    /// `casarray_member_up{member,service}`: 1 healthy, 0 not.
-    pub member_up: IntGaugeVec,
+    /// `casarray_member_up{member,service}`: 1 healthy, 0 not; set from the
+    /// members' live state at each scrape ([`Metrics::render_with`]), and
+    /// nowhere else.
+    member_up: IntGaugeVec,
     /// `casarray_health_checks_total{member,service,result}`; result is
     /// "success" or "failure".
     pub health_checks: IntCounterVec,
@@ -58,12 +67,13 @@ pub struct Metrics {
     pub rewrites: IntCounterVec,
     /// `casarray_member_in_flight{member}`: requests and streams in flight;
     /// set from the members' live state at each scrape.
-    pub member_in_flight: IntGaugeVec,
+    member_in_flight: IntGaugeVec,
     /// `casarray_affinity_moves_total{service}`: clients moved off their
     /// sticky member because it was unhealthy or draining.
     pub affinity_moves: IntCounterVec,
-    /// `casarray_member_draining{member}`: 1 while drained (admin API).
-    pub member_draining: IntGaugeVec,
+    /// `casarray_member_draining{member}`: 1 while drained (admin API); set
+    /// at each scrape.
+    member_draining: IntGaugeVec,
     /// Serialises scrapes: each resets and refills the member series.
     scrape: Arc<Mutex<()>>,
 }
@@ -196,6 +206,10 @@ impl Metrics {
         registry.register(Box::new(affinity_moves.clone()))?;
         registry.register(Box::new(member_draining.clone()))?;
         registry.register(Box::new(ProcessCollector::new()?))?;
+        // Known without a config: present from the first scrape.
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
         Ok(Metrics {
             registry,
             requests,
@@ -231,28 +245,15 @@ impl Metrics {
     }
 
     /// Everything in the Prometheus text format, with the per-member series
-    /// (`member_up`, `member_in_flight`, `member_draining`) first set from
-    /// the live state of `upstreams`, whose services are `services`. Members
-    /// no longer configured disappear from those series.
-    pub fn render_with_members(&self, upstreams: &Upstreams, services: &[ServiceConfig]) -> String {
+    /// (`member_up`, `member_in_flight`, `member_draining`) first set by
+    /// `fill` from the members' live state (the upstreams of the current
+    /// snapshot). Members no longer configured disappear from those series.
+    pub fn render_with(&self, fill: impl FnOnce(&MemberGauges<'_>)) -> String {
         let _scrape = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
         self.member_up.reset();
         self.member_in_flight.reset();
         self.member_draining.reset();
-        for b in upstreams.backends() {
-            let in_flight = i64::try_from(b.state.in_flight()).unwrap_or(i64::MAX);
-            self.member_in_flight
-                .with_label_values(&[&b.name])
-                .set(in_flight);
-            self.member_draining
-                .with_label_values(&[&b.name])
-                .set(i64::from(b.state.is_draining()));
-            for (s, svc) in services.iter().enumerate() {
-                self.member_up
-                    .with_label_values(&[&b.name, &svc.name])
-                    .set(i64::from(b.cell(s).is_up()));
-            }
-        }
+        fill(&MemberGauges(self));
         self.encode()
     }
 
@@ -263,6 +264,32 @@ impl Metrics {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The per-member gauges, set once per scrape by the members' owner.
+pub struct MemberGauges<'a>(&'a Metrics);
+
+impl MemberGauges<'_> {
+    /// `casarray_member_in_flight` and `casarray_member_draining` of `member`.
+    pub fn member(&self, member: &str, in_flight: usize, draining: bool) {
+        let in_flight = i64::try_from(in_flight).unwrap_or(i64::MAX);
+        self.0
+            .member_in_flight
+            .with_label_values(&[member])
+            .set(in_flight);
+        self.0
+            .member_draining
+            .with_label_values(&[member])
+            .set(i64::from(draining));
+    }
+
+    /// `casarray_member_up` of (`member`, `service`).
+    pub fn up(&self, member: &str, service: &str, up: bool) {
+        self.0
+            .member_up
+            .with_label_values(&[member, service])
+            .set(i64::from(up));
     }
 }
 
@@ -317,21 +344,13 @@ mod tests {
     }
 
     #[test]
-    fn member_series_follow_the_live_members() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("bundle.pem"), "x").unwrap();
-        let two = "[array]\nname = \"a\"\nfqdn = \"mail.lab.com\"\n\
-                   [listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"bundle.pem\"\n\
-                   [[member]]\nname = \"EX1\"\naddress = \"127.0.0.1:9001\"\n\
-                   [[member]]\nname = \"EX2\"\naddress = \"127.0.0.1:9002\"\n";
-        let path = dir.path().join("casarray.toml");
-        let cfg = crate::config::parse(two, &path).unwrap();
-        let registry = crate::upstream::member::Registry::new();
-        let upstreams = Upstreams::build(&cfg, &registry).unwrap();
+    fn member_series_are_what_the_last_scrape_set() {
         let m = Metrics::new().unwrap();
-        upstreams.backends()[1].state.set_draining(true);
-        let _guard = upstreams.backends()[0].state.begin_request();
-        let text = m.render_with_members(&upstreams, &cfg.services);
+        let text = m.render_with(|g| {
+            g.member("EX1", 1, false);
+            g.member("EX2", 0, true);
+            g.up("EX2", "owa", true);
+        });
         assert!(
             text.contains("casarray_member_in_flight{member=\"EX1\"} 1"),
             "{text}"
@@ -344,16 +363,17 @@ mod tests {
             text.contains("casarray_member_up{member=\"EX2\",service=\"owa\"} 1"),
             "{text}"
         );
-
-        // EX2 leaves the config: its series go with it.
-        let one = two.split("[[member]]\nname = \"EX2\"").next().unwrap();
-        let cfg = crate::config::parse(one, &path).unwrap();
-        let upstreams = Upstreams::build(&cfg, &registry).unwrap();
-        let text = m.render_with_members(&upstreams, &cfg.services);
+        // EX2 left the config: its series go with it.
+        let text = m.render_with(|g| g.member("EX1", 1, false));
         assert!(!text.contains("member=\"EX2\""), "{text}");
-        assert!(
-            text.contains("casarray_member_in_flight{member=\"EX1\"} 1"),
-            "{text}"
-        );
+    }
+
+    #[test]
+    fn reload_results_are_there_before_any_reload() {
+        let text = Metrics::new().unwrap().render();
+        for result in ["success", "failure"] {
+            let line = format!("casarray_config_reloads_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
     }
 }

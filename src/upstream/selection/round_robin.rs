@@ -1,4 +1,5 @@
-//! Weighted round robin over the members eligible for a service.
+//! Weighted round robin over the members eligible for a service, and the
+//! rule that uses nothing else (`affinity = "none"`).
 //!
 //! The order is computed once per config (nginx's smooth weighted round
 //! robin, so a heavy member's turns are spread out, not bunched), and a
@@ -7,6 +8,18 @@
 //! takes the next turn, so the remaining members keep their relative shares.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{Candidates, Keys, Pick, Selector};
+
+/// `affinity = "none"`: every request takes the service's next turn.
+#[derive(Debug)]
+pub struct NoAffinity;
+
+impl Selector for NoAffinity {
+    fn select(&self, c: &Candidates<'_>, _keys: &Keys<'_>, tried: &[usize]) -> Option<Pick> {
+        c.round_robin(tried).map(Pick::stay)
+    }
+}
 
 /// The turn order of one service.
 #[derive(Debug)]

@@ -1,29 +1,37 @@
-//! Session affinity: which member a client sticks to.
+//! Rendezvous (highest random weight) hashing, the tool of the hashed
+//! rules (`source-ip`, `header:<name>`, and any rule with a key).
 //!
-//! `source-ip` and `header:<name>` use rendezvous (highest random weight)
-//! hashing: every member gets a score from the key and its own name, the
-//! best eligible score wins. Adding or removing a member moves only the
-//! clients whose best score was that member's, and when the sticky member is
-//! out (unhealthy or draining) its clients spread over the others by their
-//! next-best scores. `cookie` affinity names the member with an opaque token
-//! the array puts in its own cookie.
+//! Every member gets a score from the key and its own name; the best
+//! eligible score wins. Adding or removing a member moves only the clients
+//! whose best score was that member's, and when the sticky member is out
+//! (unhealthy or draining) its clients spread over the others by their
+//! next-best scores.
 
 use std::hash::{Hash, Hasher};
 
-use aws_lc_rs::digest;
+use super::{Candidates, Pick};
 
-/// The opaque token naming a member in an affinity cookie: 16 hex digits of
-/// SHA-256 over the array's and the member's names and address, the same
-/// on every instance of the array and across restarts, and naming no member
-/// in clear.
-pub fn cookie_token(array: &str, member: &str, address: &str) -> String {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    for part in ["casarray-affinity", array, member, address] {
-        ctx.update(part.as_bytes());
-        ctx.update(&[0]);
+/// The member `key` sticks to for the candidates' service, skipping
+/// `tried`; `moved` is true when the member the key belongs to was passed
+/// over because it is unhealthy or draining.
+pub fn pick(c: &Candidates<'_>, key: &[u8], tried: &[usize]) -> Option<Pick> {
+    let mut best: Option<(usize, f64)> = None;
+    let mut top: Option<(usize, f64)> = None;
+    for (i, m) in c.members().iter().enumerate() {
+        let score = score(key, &m.name, m.weight);
+        if top.is_none_or(|(_, t)| score > t) {
+            top = Some((i, score));
+        }
+        if c.eligible(i) && !tried.contains(&i) && best.is_none_or(|(_, t)| score > t) {
+            best = Some((i, score));
+        }
     }
-    let d = ctx.finish();
-    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    let (chosen, _) = best?;
+    let moved = top.is_some_and(|(t, _)| t != chosen && !c.eligible(t));
+    Some(Pick {
+        member: chosen,
+        moved,
+    })
 }
 
 /// The score of `member` for `key`: higher wins. Weighted rendezvous:
@@ -52,15 +60,6 @@ mod tests {
             }
         }
         best.0
-    }
-
-    #[test]
-    fn tokens_are_stable_opaque_and_distinct() {
-        let a = cookie_token("mail.lab.com", "EX1", "127.0.0.1:9001");
-        assert_eq!(a, cookie_token("mail.lab.com", "EX1", "127.0.0.1:9001"));
-        assert_ne!(a, cookie_token("mail.lab.com", "EX2", "127.0.0.1:9002"));
-        assert_eq!(a.len(), 16);
-        assert!(!a.to_ascii_lowercase().contains("ex1"));
     }
 
     #[test]
