@@ -205,6 +205,81 @@ async fn scrape(admin: SocketAddr) -> Scrape {
     parse_exposition(&text)
 }
 
+impl Scrape {
+    /// Whether a sample of `name` with (at least) these labels exists.
+    fn has(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.samples.iter().any(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+    }
+}
+
+/// Every series whose labels the config determines is there on the first
+/// scrape, before any request, reload or ejection, at 0 where nothing has
+/// happened yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_scrape_has_every_series_the_config_determines() {
+    let a = echo_array(WITH_TOKEN).await;
+    let first = scrape(a.addrs.admin).await;
+    for result in ["success", "failure"] {
+        let labels = [("result", result)];
+        assert!(
+            first.has("casarray_config_reloads_total", &labels),
+            "{result}"
+        );
+        assert_eq!(first.sum("casarray_config_reloads_total", &labels), 0.0);
+    }
+    assert!(first.has("casarray_certificate_expiry_timestamp_seconds", &[]));
+    let services = [
+        "owa",
+        "ecp",
+        "ews",
+        "eas",
+        "autodiscover",
+        "rpc",
+        "mapi",
+        "oab",
+        "powershell",
+    ];
+    assert_eq!(services.len(), SERVICES);
+    for service in services {
+        let s = [("service", service)];
+        for name in [
+            "casarray_upstream_retries_total",
+            "casarray_rewrites_total",
+            "casarray_affinity_moves_total",
+            "casarray_request_duration_seconds_count",
+        ] {
+            assert!(first.has(name, &s), "{name} {service}");
+            assert_eq!(first.sum(name, &s), 0.0, "{name} {service}");
+        }
+        for member in ["EX1", "EX2"] {
+            let ms = [("member", member), ("service", service)];
+            assert!(first.has("casarray_member_up", &ms), "{member} {service}");
+            assert!(
+                first.has("casarray_passive_ejections_total", &ms),
+                "{member} {service}"
+            );
+            assert_eq!(first.sum("casarray_passive_ejections_total", &ms), 0.0);
+            for result in ["success", "failure"] {
+                let labels = [("member", member), ("service", service), ("result", result)];
+                assert!(
+                    first.has("casarray_health_checks_total", &labels),
+                    "{member} {service} {result}"
+                );
+            }
+        }
+    }
+    for member in ["EX1", "EX2"] {
+        let m = [("member", member)];
+        assert!(first.has("casarray_member_in_flight", &m), "{member}");
+        assert!(first.has("casarray_member_draining", &m), "{member}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_back_with_every_contract_metric_and_move_with_traffic() {
     let a = echo_array(WITH_TOKEN).await;

@@ -1,15 +1,15 @@
 //! Files of `casarray cert`: reading inputs, writing outputs safely.
 //!
 //! Outputs are never overwritten without `--force`. Private keys are created
-//! with mode 0600 from the start (never loosened then tightened). With
-//! `--force` a file is replaced by an atomic rename, so a watching server
-//! never reads half of it.
+//! with mode 0600 from the start (never loosened then tightened). Every
+//! file is written whole before it appears under its name (the crate's
+//! atomic writer), so a watching server never reads half of it.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+
+use crate::atomic_file::{self, Mode};
 
 /// Who may read a file being written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +21,10 @@ pub(crate) enum Access {
 }
 
 impl Access {
-    #[cfg(unix)]
-    fn mode(self) -> u32 {
+    fn mode(self) -> Mode {
         match self {
-            Self::Public => 0o644,
-            Self::Private => 0o600,
+            Self::Public => Mode::Exactly(0o644),
+            Self::Private => atomic_file::PRIVATE,
         }
     }
 }
@@ -69,62 +68,22 @@ pub(crate) fn write_all(outputs: &[Output<'_>], force: bool) -> anyhow::Result<(
 
 fn write_one(output: &Output<'_>, force: bool) -> anyhow::Result<()> {
     let path = &output.path;
-    if !force {
-        // create_new: refuses atomically if the file appeared meanwhile.
-        let file = open_new(path, output.access).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                anyhow::anyhow!(
-                    "{}: already exists; pass --force to overwrite it",
-                    path.display()
-                )
-            } else {
-                anyhow::Error::new(e).context(format!("{}: cannot create", path.display()))
-            }
-        })?;
-        return fill(file, path, output.contents);
+    let contents = output.contents.as_bytes();
+    if force {
+        return atomic_file::replace(path, contents, output.access.mode())
+            .with_context(|| format!("{}: cannot write", path.display()));
     }
-    let staged = staging_path(path)?;
-    let written = open_new(&staged, output.access)
-        .with_context(|| format!("{}: cannot create", staged.display()))
-        .and_then(|file| fill(file, &staged, output.contents))
-        .and_then(|()| {
-            std::fs::rename(&staged, path)
-                .with_context(|| format!("{}: cannot replace", path.display()))
-        });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&staged);
-    }
-    written
-}
-
-fn open_new(path: &Path, access: Access) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(access.mode());
-    }
-    #[cfg(not(unix))]
-    let _ = access;
-    options.open(path)
-}
-
-fn fill(mut file: File, path: &Path, contents: &str) -> anyhow::Result<()> {
-    file.write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("{}: cannot write", path.display()))
-}
-
-/// `.<name>.tmp-<pid>` next to `path`.
-fn staging_path(path: &Path) -> anyhow::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?;
-    let mut staged = std::ffi::OsString::from(".");
-    staged.push(name);
-    staged.push(format!(".tmp-{}", std::process::id()));
-    Ok(path.with_file_name(staged))
+    atomic_file::create(path, contents, output.access.mode()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            // It appeared after the check in `write_all`.
+            anyhow::anyhow!(
+                "{}: already exists; pass --force to overwrite it",
+                path.display()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("{}: cannot create", path.display()))
+        }
+    })
 }
 
 /// A file name stem for a host name: `*` becomes `wildcard`, `:` (IPv6)
