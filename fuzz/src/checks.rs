@@ -12,8 +12,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::BytesMut;
 use casarray::config::{self, exchange_profile, Profile};
 use casarray::proxy::headers::strip_hop_by_hop;
-use casarray::proxy::router::{Route, Router};
 use casarray::rewrite::{AutodiscoverRewriter, MemberIdentity, RewritePlan};
+use casarray::snapshot::router::{Route, Router};
 use casarray::snapshot::Snapshot;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 

@@ -1,11 +1,11 @@
-//! Whole-file tests: the DESIGN.md example, defaults, and every error kind
+//! Whole-file tests: the README example, defaults, and every error kind
 //! with its exact message and position.
 
 use super::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The example of DESIGN.md.
+/// The config example of README (the public contract).
 const EXAMPLE: &str = r#"[array]
 name = "mail.lab.com"
 fqdn = "mail.lab.com"

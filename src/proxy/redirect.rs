@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::body::{full, ProxyBody};
-use super::frontend::split_host;
+use crate::snapshot::http::split_host;
 use crate::snapshot::Snapshot;
 
 /// The redirect for `req`, which came in on `local`.

@@ -10,11 +10,10 @@ use rcgen::{
 use super::super::cert_info::CertInfo;
 use super::super::time_fmt::{now_unix, set_validity};
 use super::error::PkiError;
+pub use super::error::MAX_DAYS;
 use super::keys::{self, KeyType};
 use super::pem_text;
 
-/// Longest validity `issue` and `self_signed` accept (36 500 days).
-pub const MAX_DAYS: u32 = 36_500;
 /// Validity of a new CA (3 650 days).
 pub const CA_DAYS: u32 = 3_650;
 /// Certificates start this long before they are made (1 h), for clocks

@@ -1,7 +1,7 @@
 //! The HTTP side of one config: the router, each service's timeouts and
 //! metric handles, the rewrite plan, the names the array answers to and
-//! hyper's connection settings. Part of the [`Snapshot`](crate::snapshot::Snapshot),
-//! built with it and swapped with it.
+//! hyper's connection settings. Part of the [`Snapshot`](super::Snapshot),
+//! built with it and swapped with it; `proxy` reads it.
 
 use std::sync::Arc;
 use std::time::Duration;

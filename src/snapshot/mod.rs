@@ -1,16 +1,22 @@
-//! Everything the listeners read, built from one config and swapped whole
-//! on reload (arc-swap): a request or a connection sees one consistent
-//! config from start to end, and never takes a lock to read it.
+//! One config compiled for serving: everything the listeners read, built
+//! from one config and swapped whole on reload (arc-swap). A request or a
+//! connection sees one consistent config from start to end, and never takes
+//! a lock to read it.
 //!
 //! It has a protocol-neutral part (the config and the [`Upstreams`]: the
 //! members, their selection, health and connections) and one part per
-//! protocol the array speaks ([`Frontend`]: HTTP).
+//! protocol the array speaks ([`http::Frontend`]: the router, the services'
+//! runtime settings, the rewrite plan, hyper's settings).
+
+pub mod http;
+pub mod router;
+
+use http::Frontend;
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::proxy::frontend::Frontend;
 use crate::upstream::state::Registry;
 use crate::upstream::{UpstreamError, Upstreams};
 
