@@ -233,19 +233,9 @@ async fn the_first_scrape_has_every_series_the_config_determines() {
         assert_eq!(first.sum("casarray_config_reloads_total", &labels), 0.0);
     }
     assert!(first.has("casarray_certificate_expiry_timestamp_seconds", &[]));
-    let services = [
-        "owa",
-        "ecp",
-        "ews",
-        "eas",
-        "autodiscover",
-        "rpc",
-        "mapi",
-        "oab",
-        "powershell",
-    ];
-    assert_eq!(services.len(), SERVICES);
-    for service in services {
+    let profile = casarray::config::exchange_profile(casarray::config::Profile::Exchange2013);
+    assert_eq!(profile.len(), SERVICES);
+    for service in profile.iter().map(|s| s.name.as_str()) {
         let s = [("service", service)];
         for name in [
             "casarray_upstream_retries_total",

@@ -149,7 +149,6 @@ fn read_token(cfg: &Config, listen: SocketAddr) -> Result<Option<Token>, AdminEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::state::Registry;
     use http::header::AUTHORIZATION;
     use std::path::Path;
 
@@ -222,13 +221,7 @@ mod tests {
             "127.0.0.1:0",
             "[admin]\ntoken_file = \"admin.token\"",
         );
-        let upstreams = Upstreams::build(
-            &cfg,
-            &Registry::new(),
-            &crate::metrics::Metrics::new().unwrap(),
-            None,
-        )
-        .unwrap();
+        let upstreams = Upstreams::for_tests(&cfg);
         let admin = Admin::open(&cfg).unwrap();
         std::fs::write(&token, "two\n").unwrap();
         admin.reload(&cfg, &upstreams).unwrap();
@@ -244,13 +237,7 @@ mod tests {
     async fn drain_persists_then_a_restart_applies_it() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), "127.0.0.1:0", "");
-        let upstreams = Upstreams::build(
-            &cfg,
-            &Registry::new(),
-            &crate::metrics::Metrics::new().unwrap(),
-            None,
-        )
-        .unwrap();
+        let upstreams = Upstreams::for_tests(&cfg);
         let admin = Admin::open(&cfg).unwrap();
         admin.apply(&upstreams);
         assert_eq!(
@@ -265,13 +252,7 @@ mod tests {
         assert!(!upstreams.members()[0].state.is_draining());
 
         // Restart: a fresh registry and a fresh Admin from the same files.
-        let upstreams = Upstreams::build(
-            &cfg,
-            &Registry::new(),
-            &crate::metrics::Metrics::new().unwrap(),
-            None,
-        )
-        .unwrap();
+        let upstreams = Upstreams::for_tests(&cfg);
         let admin = Admin::open(&cfg).unwrap();
         admin.apply(&upstreams);
         assert!(upstreams.members()[1].state.is_draining());
@@ -280,13 +261,7 @@ mod tests {
             DrainChange::Changed
         );
         assert!(!upstreams.members()[1].state.is_draining());
-        let upstreams = Upstreams::build(
-            &cfg,
-            &Registry::new(),
-            &crate::metrics::Metrics::new().unwrap(),
-            None,
-        )
-        .unwrap();
+        let upstreams = Upstreams::for_tests(&cfg);
         Admin::open(&cfg).unwrap().apply(&upstreams);
         assert!(!upstreams.members()[1].state.is_draining());
     }
@@ -296,13 +271,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(dir.path(), "127.0.0.1:0", "");
         cfg.admin.state_file = dir.path().join("no-such-dir").join("state.json");
-        let upstreams = Upstreams::build(
-            &cfg,
-            &Registry::new(),
-            &crate::metrics::Metrics::new().unwrap(),
-            None,
-        )
-        .unwrap();
+        let upstreams = Upstreams::for_tests(&cfg);
         let admin = Admin::open(&cfg).unwrap();
         let e = admin
             .set_drained(&upstreams, "EX1", true)

@@ -157,7 +157,6 @@ impl AdminState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::state::Registry;
 
     fn config(dir: &Path) -> crate::config::Config {
         std::fs::write(dir.join("bundle.pem"), "x").unwrap();
@@ -242,13 +241,7 @@ mod tests {
         let path = dir.path().join("s.json");
 
         // First run: drain EX1, persist.
-        let upstreams = Upstreams::build(
-            &cfg,
-            &Registry::new(),
-            &crate::metrics::Metrics::new().unwrap(),
-            None,
-        )
-        .unwrap();
+        let upstreams = Upstreams::for_tests(&cfg);
         let state = AdminState::new().with_drained("ex1", true).unwrap();
         state.save(&path).unwrap();
         state.apply(&upstreams);
@@ -256,13 +249,7 @@ mod tests {
         assert!(!upstreams.members()[1].state.is_draining());
 
         // "Restart": fresh member state, the file brings the drain back.
-        let upstreams = Upstreams::build(
-            &cfg,
-            &Registry::new(),
-            &crate::metrics::Metrics::new().unwrap(),
-            None,
-        )
-        .unwrap();
+        let upstreams = Upstreams::for_tests(&cfg);
         assert!(!upstreams.members()[0].state.is_draining());
         load(&path).unwrap().apply(&upstreams);
         assert!(upstreams.members()[0].state.is_draining());
@@ -284,13 +271,7 @@ mod tests {
         // Activate: the flag clears and stays cleared after a restart.
         let state = load(&path).unwrap().with_drained("EX1", false).unwrap();
         state.save(&path).unwrap();
-        let upstreams = Upstreams::build(
-            &cfg,
-            &Registry::new(),
-            &crate::metrics::Metrics::new().unwrap(),
-            None,
-        )
-        .unwrap();
+        let upstreams = Upstreams::for_tests(&cfg);
         load(&path).unwrap().apply(&upstreams);
         assert!(!upstreams.members()[0].state.is_draining());
     }

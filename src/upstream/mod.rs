@@ -285,6 +285,15 @@ impl Upstreams {
 }
 
 #[cfg(test)]
+impl Upstreams {
+    /// The upstreams of `cfg` with fresh member state and metrics.
+    pub(crate) fn for_tests(cfg: &Config) -> Self {
+        let metrics = Metrics::new().expect("metrics register");
+        Upstreams::build(cfg, &Registry::new(), &metrics, None).expect("upstreams build")
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
@@ -293,8 +302,7 @@ pub(crate) mod tests {
     /// example an affinity), built into upstreams.
     pub(crate) fn upstreams(n: usize, service_keys: &str) -> (tempfile::TempDir, Upstreams) {
         let (dir, cfg) = config(n, service_keys);
-        let up = Upstreams::build(&cfg, &Registry::new(), &Metrics::new().unwrap(), None).unwrap();
-        (dir, up)
+        (dir, Upstreams::for_tests(&cfg))
     }
 
     pub(crate) fn config(n: usize, service_keys: &str) -> (tempfile::TempDir, Config) {
