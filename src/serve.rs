@@ -18,8 +18,10 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::admin::{self, AdminListener};
 use crate::config::{self, Config};
+use crate::listen::drain::Drain;
 use crate::listen::http_redirect::RedirectListener;
 use crate::listen::https::HttpsListener;
+use crate::listen::smtp::SmtpListener;
 use crate::listen::Listeners;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -58,14 +60,20 @@ pub struct Bound {
     pub admin: SocketAddr,
     /// `listen.http_redirect`, when set.
     pub http_redirect: Option<SocketAddr>,
+    /// `listen.smtp`, when set.
+    pub smtp: Option<SocketAddr>,
 }
 
 impl std::fmt::Display for Bound {
-    /// The readiness line's addresses: `https://A (admin http://B[, redirect http://C])`.
+    /// The readiness line's addresses:
+    /// `https://A (admin http://B[, redirect http://C][, smtp D])`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "https://{} (admin http://{}", self.https, self.admin)?;
         if let Some(redirect) = self.http_redirect {
             write!(f, ", redirect http://{redirect}")?;
+        }
+        if let Some(smtp) = self.smtp {
+            write!(f, ", smtp {smtp}")?;
         }
         f.write_str(")")
     }
@@ -141,6 +149,8 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     // Every listener is bound before any serves: a taken port stops the
     // start with nothing half-running.
     let graceful = Arc::new(GracefulShutdown::new());
+    // L4 (SMTP) sessions, which hyper's graceful shutdown does not see.
+    let sessions = Drain::new();
     let mut listeners = Listeners::new();
     let https = Arc::new(HttpsListener::new(Arc::clone(&live), Arc::clone(&graceful)));
     let admin_listener = Arc::new(AdminListener::new(
@@ -162,6 +172,13 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
                         .bind("listen.http_redirect", addr, redirect)
                         .await?,
                 )
+            }
+            None => None,
+        },
+        smtp: match cfg.listen.smtp {
+            Some(addr) => {
+                let smtp = Arc::new(SmtpListener::new(Arc::clone(&live), Arc::clone(&sessions)));
+                Some(listeners.bind("listen.smtp", addr, smtp).await?)
             }
             None => None,
         },
@@ -192,7 +209,12 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         watcher,
         stop_rx,
     };
-    let task = tokio::spawn(supervise(running, events, listeners, graceful));
+    let task = tokio::spawn(supervise(
+        running,
+        events,
+        listeners,
+        Draining { graceful, sessions },
+    ));
     Ok(Server {
         bound,
         stop: stop_tx,
@@ -210,7 +232,7 @@ async fn supervise(
     mut running: Running,
     events: Events,
     mut listeners: Listeners,
-    graceful: Arc<GracefulShutdown>,
+    draining: Draining,
 ) -> anyhow::Result<()> {
     let Events {
         mut hup,
@@ -248,16 +270,30 @@ async fn supervise(
     // `graceful` is gone.
     listeners.stop().await;
     let drain = running.cfg.proxy.drain_timeout;
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => match tokio::time::timeout(drain, graceful.shutdown()).await {
-            Ok(()) => tracing::info!("all connections finished"),
-            Err(_) => tracing::warn!("drain timeout ({drain:?}) reached; closing what is left"),
-        },
-        Err(_) => {
-            tracing::warn!("connections could not be drained: a listener is still running")
+    let Draining { graceful, sessions } = draining;
+    let http = async {
+        match Arc::try_unwrap(graceful) {
+            Ok(graceful) => graceful.shutdown().await,
+            Err(_) => {
+                tracing::warn!("connections could not be drained: a listener is still running")
+            }
         }
+    };
+    match tokio::time::timeout(drain, futures_util::future::join(http, sessions.idle())).await {
+        Ok(_) => tracing::info!("all connections finished"),
+        Err(_) => tracing::warn!(
+            "drain timeout ({drain:?}) reached; closing what is left ({} SMTP sessions)",
+            sessions.open()
+        ),
     }
     Ok(())
+}
+
+/// What a stop waits for: HTTP connections (hyper's graceful shutdown) and
+/// L4 sessions.
+struct Draining {
+    graceful: Arc<GracefulShutdown>,
+    sessions: Arc<Drain>,
 }
 
 /// What the supervisor waits on.

@@ -16,7 +16,13 @@ pub fn array(snap: &Snapshot) -> ArrayView {
         public_names: a.public_names.clone(),
         public_port: a.public_port,
         members: snap.cfg.members.iter().map(|m| m.name.clone()).collect(),
-        services: snap.cfg.services.iter().map(|s| s.name.clone()).collect(),
+        // The HTTP services in config order, then smtp when listened on.
+        services: snap
+            .upstreams
+            .services()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
     }
 }
 
@@ -27,14 +33,18 @@ pub fn members(snap: &Snapshot) -> Vec<MemberView> {
         .collect()
 }
 
-/// One member; `healthy` is true when every service is up on it;
+/// One member; `services` names those it takes (`smtp` only with an smtp
+/// address); `healthy` is true when every one of them is up on it;
 /// `last_checks` has no entry for a service not probed yet.
 pub fn member(snap: &Snapshot, m: usize) -> Option<MemberView> {
     let b = snap.upstreams.members().get(m)?;
     let mut services = BTreeMap::new();
     let mut last_checks = BTreeMap::new();
     let mut healthy = true;
-    for (s, svc) in snap.cfg.services.iter().enumerate() {
+    for (s, svc) in snap.upstreams.services().iter().enumerate() {
+        if b.service(s).target.is_none() {
+            continue;
+        }
         let cell = b.cell(s);
         let up = cell.is_up();
         healthy &= up;

@@ -24,6 +24,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub rewrite: RewriteConfig,
     pub runtime: RuntimeConfig,
+    /// `[smtp]`: how SMTP on `listen.smtp` reaches the members' hubs.
+    pub smtp: SmtpConfig,
     /// `[member_tls]`: how members that serve HTTPS are checked.
     pub member_tls: MemberTlsConfig,
     /// At least one; names unique (case-insensitive).
@@ -62,6 +64,38 @@ pub struct ListenConfig {
     pub admin: SocketAddr,
     /// Optional plain-HTTP listener that redirects to https.
     pub http_redirect: Option<SocketAddr>,
+    /// Optional SMTP listener, balanced at L4 over the members' `smtp`
+    /// addresses (their hub transport).
+    pub smtp: Option<SocketAddr>,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpConfig {
+    /// `health`: `ehlo` (the 220 banner, EHLO answered 250, QUIT; the
+    /// default) or `tcp` (a connect).
+    pub health: HealthKind,
+    /// A member that does not greet with 220 within this is skipped for the
+    /// connection; default 5 s.
+    pub banner_timeout: Duration,
+    /// Send a PROXY protocol v2 header first, so the hub sees the client's
+    /// address (health checks send one too, with the LOCAL command);
+    /// default false.
+    pub proxy_protocol: bool,
+    /// Longest quiet spell in a session, both ways; default 10 min (RFC
+    /// 5321's longest server timeout).
+    pub idle_timeout: Duration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            health: HealthKind::Ehlo,
+            banner_timeout: Duration::from_secs(5),
+            proxy_protocol: false,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 /// A certificate chain and its key.
@@ -176,6 +210,9 @@ pub struct MemberConfig {
     /// (`tls_server_name`, a DNS name or an IP address); default: `fqdn`.
     /// Used only with `tls`.
     pub tls_server_name: String,
+    /// The member's SMTP address (its hub transport), resolved; `None`: it
+    /// takes no SMTP.
+    pub smtp: Option<SocketAddr>,
 }
 
 /// `[member_tls]`: how the array checks the certificates of members with
@@ -248,6 +285,9 @@ pub enum HealthKind {
     Http,
     /// A TCP connect (and the TLS handshake for `tls = true` members).
     Tcp,
+    /// SMTP: the 220 banner, `EHLO` answered 250, then `QUIT` (`[smtp]
+    /// health` only).
+    Ehlo,
 }
 
 /// `[[service]]`: one client protocol.

@@ -26,6 +26,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub runtime: Option<RawRuntime>,
     #[serde(default)]
+    pub smtp: Option<RawSmtp>,
+    #[serde(default)]
     pub member_tls: Option<S<RawMemberTls>>,
     #[serde(default)]
     pub member: Option<S<Vec<S<RawMember>>>>,
@@ -59,6 +61,16 @@ pub(crate) struct RawListen {
     pub https: S<String>,
     pub admin: Option<S<String>>,
     pub http_redirect: Option<S<String>>,
+    pub smtp: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSmtp {
+    pub health: Option<S<String>>,
+    pub banner_timeout: Option<S<String>>,
+    pub proxy_protocol: Option<bool>,
+    pub idle_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +144,7 @@ pub(crate) struct RawMember {
     pub weight: Option<S<u32>>,
     pub tls: Option<S<bool>>,
     pub tls_server_name: Option<S<String>>,
+    pub smtp: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -147,6 +147,7 @@ fn design_example_parses() {
             weight: 1,
             tls: false,
             tls_server_name: "ex1.lab.local".into(),
+            smtp: None,
         }]
     );
     assert_eq!(
@@ -451,7 +452,7 @@ fn toml_and_shape_errors() {
         ),
         (
             format!("{EXAMPLE}\n[listen2]\n"),
-            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `member_tls`, `member`, `database`, `service`",
+            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `smtp`, `member_tls`, `member`, `database`, `service`",
         ),
         (
             example_with("rise = 2", "rise = \"2\""),
@@ -901,6 +902,60 @@ fn array_listen_and_other_errors() {
         1,
     );
     assert!(d.parse(&ephemeral).is_ok());
+}
+
+#[test]
+fn smtp_listener_hubs_and_table() {
+    let d = dir();
+    let with_smtp = example_with("# http_redirect = \"0.0.0.0:80\"", "smtp = \"0.0.0.0:25\"")
+        .replace(
+            "fqdn = \"ex1.lab.local\"",
+            "fqdn = \"ex1.lab.local\"\nsmtp = \"127.0.0.1:2501\"",
+        );
+    let c = d.parse(&with_smtp).unwrap();
+    assert_eq!(c.listen.smtp, Some("0.0.0.0:25".parse().unwrap()));
+    assert_eq!(c.members[0].smtp, Some("127.0.0.1:2501".parse().unwrap()));
+    assert_eq!(c.smtp, SmtpConfig::default());
+    assert_eq!(c.smtp.health, HealthKind::Ehlo);
+    assert_eq!(c.smtp.banner_timeout, Duration::from_secs(5));
+    let tuned = format!(
+        "{with_smtp}\n[smtp]\nhealth = \"tcp\"\nbanner_timeout = \"2s\"\nproxy_protocol = true\nidle_timeout = \"5m\"\n"
+    );
+    let c = d.parse(&tuned).unwrap();
+    assert_eq!(
+        c.smtp,
+        SmtpConfig {
+            health: HealthKind::Tcp,
+            banner_timeout: Duration::from_secs(2),
+            proxy_protocol: true,
+            idle_timeout: Duration::from_secs(300),
+        }
+    );
+    let cases = [
+        (
+            example_with("# http_redirect = \"0.0.0.0:80\"", "smtp = \"0.0.0.0:25\""),
+            "F:9:8: listen.smtp: 0.0.0.0:25 is set but no [[member]] has an smtp address: add smtp = \"HOST:PORT\" (its hub transport) to the members that take SMTP",
+        ),
+        (
+            with_smtp.replace("smtp = \"0.0.0.0:25\"", "smtp = \"127.0.0.1:9090\""),
+            "F:9:8: listen.smtp: 127.0.0.1:9090 is also listen.admin",
+        ),
+        (
+            with_smtp.replace("smtp = \"127.0.0.1:2501\"", "smtp = \"nowhere\""),
+            "F:28:8: member.smtp: \"nowhere\" is not host:port (like 127.0.0.1:9001, [::1]:9001 or ex1.lab.local:443)",
+        ),
+        (
+            format!("{with_smtp}\n[smtp]\nhealth = \"http\"\n"),
+            "F:35:10: smtp.health: unknown SMTP health check \"http\" (expected ehlo or tcp)",
+        ),
+        (
+            format!("{with_smtp}\n[smtp]\nbanner_timeout = \"0s\"\n"),
+            "F:35:18: smtp.banner_timeout: must be above zero",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
 }
 
 #[test]

@@ -34,10 +34,19 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let proxy = cx.proxy(raw.proxy.as_ref())?;
     let rewrite = cx.rewrite(raw.rewrite.as_ref())?;
     let runtime = cx.runtime(raw.runtime.as_ref())?;
+    let smtp = cx.smtp(raw.smtp.as_ref())?;
     let member_tls = cx.member_tls(raw.member_tls.as_ref())?;
     let members = cx.members(raw.member.as_ref(), &member_tls)?;
     let databases = cx.databases(&raw.database)?;
     let services = cx.services(&raw.service, profile)?;
+    if let (Some(addr), Some(value)) = (listen.smtp, raw.listen.get_ref().smtp.as_ref()) {
+        if members.iter().all(|m| m.smtp.is_none()) {
+            return Err(cx.at_value(
+                value.span(),
+                format!("listen.smtp: {addr} is set but no [[member]] has an smtp address: add smtp = \"HOST:PORT\" (its hub transport) to the members that take SMTP"),
+            ));
+        }
+    }
     Ok(Config {
         path: path.to_path_buf(),
         array,
@@ -48,6 +57,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         proxy,
         rewrite,
         runtime,
+        smtp,
         member_tls,
         members,
         databases,
@@ -217,29 +227,34 @@ impl Ctx<'_> {
             Some(a) => Some(self.check("listen.http_redirect", a, |s| values::listen_address(s))?),
             None => None,
         };
-        let clash = |key: &str, addr: std::net::SocketAddr, value: Option<&S<String>>| {
-            // Port 0 asks the system for a free port: no clash.
-            if addr == https && addr.port() != 0 {
-                let span = value.map_or(raw.span(), S::span);
-                return Err(self.at_value(span, format!("{key}: {addr} is also listen.https")));
-            }
-            Ok(())
+        let smtp = match &l.smtp {
+            Some(a) => Some(self.check("listen.smtp", a, |s| values::listen_address(s))?),
+            None => None,
         };
-        clash("listen.admin", admin, l.admin.as_ref())?;
-        if let Some(r) = http_redirect {
-            clash("listen.http_redirect", r, l.http_redirect.as_ref())?;
-            if r == admin && r.port() != 0 {
-                let span = l.http_redirect.as_ref().map_or(raw.span(), S::span);
-                return Err(self.at_value(
-                    span,
-                    format!("listen.http_redirect: {r} is also listen.admin"),
-                ));
+        // Each listener against those before it; port 0 asks the system
+        // for a free port: no clash.
+        let mut taken: Vec<(&str, std::net::SocketAddr)> = vec![("listen.https", https)];
+        for (key, addr, value) in [
+            ("listen.admin", Some(admin), l.admin.as_ref()),
+            (
+                "listen.http_redirect",
+                http_redirect,
+                l.http_redirect.as_ref(),
+            ),
+            ("listen.smtp", smtp, l.smtp.as_ref()),
+        ] {
+            let Some(addr) = addr else { continue };
+            if let Some((other, _)) = taken.iter().find(|(_, a)| *a == addr && addr.port() != 0) {
+                let span = value.map_or(raw.span(), S::span);
+                return Err(self.at_value(span, format!("{key}: {addr} is also {other}")));
             }
+            taken.push((key, addr));
         }
         Ok(ListenConfig {
             https,
             admin,
             http_redirect,
+            smtp,
         })
     }
 
@@ -413,6 +428,30 @@ impl Ctx<'_> {
         })
     }
 
+    fn smtp(&self, raw: Option<&RawSmtp>) -> Result<SmtpConfig, ConfigError> {
+        let d = SmtpConfig::default();
+        let Some(raw) = raw else {
+            return Ok(d);
+        };
+        Ok(SmtpConfig {
+            health: match &raw.health {
+                Some(h) => self.check("smtp.health", h, |s| values::smtp_health(s))?,
+                None => d.health,
+            },
+            banner_timeout: self.duration(
+                "smtp.banner_timeout",
+                raw.banner_timeout.as_ref(),
+                d.banner_timeout,
+            )?,
+            proxy_protocol: raw.proxy_protocol.unwrap_or(d.proxy_protocol),
+            idle_timeout: self.duration(
+                "smtp.idle_timeout",
+                raw.idle_timeout.as_ref(),
+                d.idle_timeout,
+            )?,
+        })
+    }
+
     fn runtime(&self, raw: Option<&RawRuntime>) -> Result<RuntimeConfig, ConfigError> {
         let workers = match raw.and_then(|r| r.workers.as_ref()) {
             Some(w) if *w.get_ref() == 0 => {
@@ -529,6 +568,10 @@ impl Ctx<'_> {
                     ));
                 }
             }
+            let smtp = match &m.smtp {
+                Some(a) => Some(self.check("member.smtp", a, |s| values::member_address(s))?),
+                None => None,
+            };
             name_spans.push(m.name.span());
             members.push(MemberConfig {
                 name: name.clone(),
@@ -538,6 +581,7 @@ impl Ctx<'_> {
                 weight,
                 tls,
                 tls_server_name,
+                smtp,
             });
         }
         Ok(members)

@@ -194,6 +194,17 @@ pub(crate) fn health_kind(s: &str) -> Result<HealthKind, String> {
     }
 }
 
+/// The SMTP health-check kind: `ehlo` or `tcp`.
+pub(crate) fn smtp_health(s: &str) -> Result<HealthKind, String> {
+    match s {
+        "ehlo" => Ok(HealthKind::Ehlo),
+        "tcp" => Ok(HealthKind::Tcp),
+        _ => Err(format!(
+            "unknown SMTP health check \"{s}\" (expected ehlo or tcp)"
+        )),
+    }
+}
+
 /// A health-check path: starts with `/`, no spaces.
 pub(crate) fn health_path(s: &str) -> Result<(), String> {
     if !s.starts_with('/') {
@@ -339,6 +350,10 @@ mod tests {
         assert_eq!(health_kind("http"), Ok(HealthKind::Http));
         assert_eq!(health_kind("tcp"), Ok(HealthKind::Tcp));
         assert!(health_kind("TCP").is_err());
+        assert!(health_kind("ehlo").is_err(), "ehlo is for [smtp] only");
+        assert_eq!(smtp_health("ehlo"), Ok(HealthKind::Ehlo));
+        assert_eq!(smtp_health("tcp"), Ok(HealthKind::Tcp));
+        assert!(smtp_health("http").is_err());
         assert!(health_path("/owa/healthcheck.htm").is_ok());
         assert!(health_path("owa").is_err());
         assert_eq!(content_type("Text/XML"), Ok("text/xml".into()));

@@ -1,4 +1,5 @@
-//! The array's listeners: one file per kind ([`https`], [`http_redirect`];
+//! The array's listeners: one file per kind ([`https`], [`http_redirect`],
+//! [`smtp`];
 //! the admin listener lives with the admin API in `admin::server`), one
 //! accept loop for all of them ([`accept_loop`]) with one backoff policy,
 //! and [`Listeners`], which binds them, runs them and stops them.
@@ -7,8 +8,11 @@
 //! own), its `[listen]` key in the config, and one [`Listeners::bind`] call
 //! in `serve`. docs/ARCHITECTURE.md walks through it.
 
+pub mod copy;
+pub mod drain;
 pub mod http_redirect;
 pub mod https;
+pub mod smtp;
 
 use std::future::Future;
 use std::net::SocketAddr;

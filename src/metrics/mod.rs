@@ -74,6 +74,14 @@ pub struct Metrics {
     /// `casarray_member_draining{member}`: 1 while drained (admin API); set
     /// at each scrape.
     member_draining: IntGaugeVec,
+    /// `casarray_smtp_connections_total{member,result}`: SMTP connections
+    /// on `listen.smtp` by the member tried and what happened (`ok`: handed
+    /// over after its 220; `refused`, `timeout`, `rejected`: skipped);
+    /// member `none`, result `no_member` when no hub could take it.
+    pub smtp_connections: IntCounterVec,
+    /// `casarray_smtp_connections_active{member}`: SMTP sessions open to
+    /// each member; set at each scrape.
+    smtp_connections_active: IntGaugeVec,
     /// Serialises scrapes: each resets and refills the member series.
     scrape: Arc<Mutex<()>>,
 }
@@ -205,6 +213,22 @@ impl Metrics {
         )?;
         registry.register(Box::new(affinity_moves.clone()))?;
         registry.register(Box::new(member_draining.clone()))?;
+        let smtp_connections = IntCounterVec::new(
+            Opts::new(
+                "casarray_smtp_connections_total",
+                "SMTP connections on listen.smtp, by the member tried and the result.",
+            ),
+            &["member", "result"],
+        )?;
+        let smtp_connections_active = IntGaugeVec::new(
+            Opts::new(
+                "casarray_smtp_connections_active",
+                "SMTP sessions open to each member.",
+            ),
+            &["member"],
+        )?;
+        registry.register(Box::new(smtp_connections.clone()))?;
+        registry.register(Box::new(smtp_connections_active.clone()))?;
         registry.register(Box::new(ProcessCollector::new()?))?;
         // Known without a config: present from the first scrape.
         for result in ["success", "failure"] {
@@ -229,6 +253,8 @@ impl Metrics {
             member_in_flight,
             affinity_moves,
             member_draining,
+            smtp_connections,
+            smtp_connections_active,
             scrape: Arc::new(Mutex::new(())),
         })
     }
@@ -253,6 +279,7 @@ impl Metrics {
         self.member_up.reset();
         self.member_in_flight.reset();
         self.member_draining.reset();
+        self.smtp_connections_active.reset();
         fill(&MemberGauges(self));
         self.encode()
     }
@@ -282,6 +309,14 @@ impl MemberGauges<'_> {
             .member_draining
             .with_label_values(&[member])
             .set(i64::from(draining));
+    }
+
+    /// `casarray_smtp_connections_active` of `member`.
+    pub fn smtp_sessions(&self, member: &str, sessions: usize) {
+        self.0
+            .smtp_connections_active
+            .with_label_values(&[member])
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
     }
 
     /// `casarray_member_up` of (`member`, `service`).

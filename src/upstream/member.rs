@@ -12,7 +12,7 @@ use rustls_pki_types::ServerName;
 use super::pool::Pool;
 use super::replay::ReplayBody;
 use super::state::{HealthCell, MemberState};
-use crate::metrics::RequestCounters;
+use crate::metrics::{Metrics, RequestCounters};
 
 /// A member, with everything indexed by service inside it.
 #[derive(Debug)]
@@ -36,10 +36,13 @@ pub struct Member {
     pub(super) pool: Arc<Pool<ReplayBody>>,
 }
 
-/// A member's side of one service: its health and its counters, resolved
-/// once per config.
+/// A member's side of one service: where it serves it, its health and its
+/// counters, resolved once per config.
 #[derive(Debug)]
 pub struct MemberService {
+    /// Where the member serves the service: its address for HTTP services,
+    /// its `smtp` address for SMTP; `None`: it does not take the service.
+    pub target: Option<SocketAddr>,
     pub health: Arc<HealthCell>,
     /// `casarray_requests_total{service,member,code}`.
     pub requests: RequestCounters,
@@ -48,6 +51,41 @@ pub struct MemberService {
     /// `casarray_health_checks_total{member,service,result}`: success,
     /// failure.
     pub(super) checks: [IntCounter; 2],
+}
+
+impl MemberService {
+    /// The side of `service` of the member `member` whose live state is
+    /// `state`, reached at `target`; every series of the pair exists from
+    /// here on (at 0) when the member takes the service.
+    pub(super) fn new(
+        metrics: &Metrics,
+        state: &MemberState,
+        member: &str,
+        service: &str,
+        target: Option<SocketAddr>,
+    ) -> Self {
+        let (ejections, checks) = match target {
+            Some(_) => (
+                metrics
+                    .passive_ejections
+                    .with_label_values(&[member, service]),
+                ["success", "failure"].map(|result| {
+                    metrics
+                        .health_checks
+                        .with_label_values(&[member, service, result])
+                }),
+            ),
+            // Never counted: no series for a service the member lacks.
+            None => (detached(), [detached(), detached()]),
+        };
+        MemberService {
+            target,
+            health: state.cell(service),
+            requests: RequestCounters::new(&metrics.requests, service, member),
+            ejections,
+            checks,
+        }
+    }
 }
 
 impl Member {
@@ -67,14 +105,24 @@ impl Member {
         &self.services[s].health
     }
 
-    /// Healthy for service `s` and not draining; false for an unknown `s`.
+    /// Takes service `s`, is healthy for it and not draining; false for
+    /// an unknown `s`.
     #[inline]
     pub fn eligible(&self, s: usize) -> bool {
-        !self.state.is_draining() && self.services.get(s).is_some_and(|c| c.health.is_up())
+        !self.state.is_draining()
+            && self
+                .services
+                .get(s)
+                .is_some_and(|c| c.target.is_some() && c.health.is_up())
     }
 
     /// Idle connections held now.
     pub fn idle_connections(&self) -> usize {
         self.pool.idle_count()
     }
+}
+
+/// A counter no registry exports.
+fn detached() -> IntCounter {
+    IntCounter::new("casarray_detached", "never exported").expect("a constant, valid metric name")
 }

@@ -16,8 +16,10 @@ pub mod dial;
 pub mod health;
 pub mod member;
 pub mod pool;
+pub mod proxy_protocol;
 pub mod replay;
 pub mod selection;
+pub mod smtp;
 pub mod state;
 pub mod tls;
 
@@ -27,8 +29,8 @@ use std::time::Duration;
 use hyper::client::conn::http1::SendRequest;
 use rustls_pki_types::ServerName;
 
-use crate::config::Config;
-use crate::metrics::{MemberGauges, Metrics, RequestCounters};
+use crate::config::{Config, HealthKind};
+use crate::metrics::{MemberGauges, Metrics};
 use connect::{ConnectError, Connector};
 use member::{Member, MemberService};
 use pool::{MemberConn, Pool};
@@ -37,10 +39,23 @@ use selection::round_robin::RoundRobin;
 use selection::{Candidates, Keys, Selection, Selector};
 use state::Registry;
 
-/// A service as selection sees it.
+/// The name of the SMTP service (`listen.smtp`), after the HTTP services.
+pub const SMTP: &str = "smtp";
+
+/// The results of `casarray_smtp_connections_total` for a member.
+pub const SMTP_RESULTS: [&str; 4] = ["ok", "refused", "timeout", "rejected"];
+
+/// A service as the upstreams see it: how members are chosen for it and
+/// how their health is checked. The HTTP services come first, in config
+/// order (so a router's index is a service index), then `smtp` when
+/// `listen.smtp` is set.
 #[derive(Debug)]
-struct Service {
-    name: String,
+pub struct Service {
+    pub name: String,
+    /// What a probe does.
+    pub health_kind: HealthKind,
+    /// The HTTP health path (`health_kind = "http"` only).
+    pub health_path: String,
     selector: Box<dyn Selector>,
     /// The service's round-robin turns (every rule falls back to them).
     turns: RoundRobin,
@@ -99,21 +114,15 @@ impl Upstreams {
                 })
                 .transpose()?;
             let state = registry.member(&m.name, m.address);
-            let services = cfg
+            let http = cfg
                 .services
                 .iter()
-                .map(|s| {
-                    let labels = [m.name.as_str(), s.name.as_str()];
-                    MemberService {
-                        health: state.cell(&s.name),
-                        requests: RequestCounters::new(&metrics.requests, &s.name, &m.name),
-                        ejections: metrics.passive_ejections.with_label_values(&labels),
-                        checks: ["success", "failure"].map(|result| {
-                            metrics
-                                .health_checks
-                                .with_label_values(&[&m.name, &s.name, result])
-                        }),
-                    }
+                .map(|s| (s.name.as_str(), Some(m.address)));
+            let smtp = cfg.listen.smtp.map(|_| (SMTP, m.smtp));
+            let services = http
+                .chain(smtp)
+                .map(|(service, target)| {
+                    MemberService::new(metrics, &state, &m.name, service, target)
                 })
                 .collect();
             let pool = previous
@@ -139,15 +148,34 @@ impl Upstreams {
             .collect();
         registry.retain(&keep);
         let weights: Vec<u32> = cfg.members.iter().map(|m| m.weight).collect();
-        let services = cfg
-            .services
-            .iter()
-            .map(|s| Service {
-                name: s.name.clone(),
-                selector: selection::for_affinity(&s.affinity, &s.name),
-                turns: RoundRobin::new(&weights),
-            })
-            .collect();
+        let http = cfg.services.iter().map(|s| Service {
+            name: s.name.clone(),
+            health_kind: s.health_kind,
+            health_path: s.health.clone(),
+            selector: selection::for_affinity(&s.affinity, &s.name),
+            turns: RoundRobin::new(&weights),
+        });
+        let smtp = cfg.listen.smtp.map(|_| Service {
+            name: SMTP.to_owned(),
+            health_kind: cfg.smtp.health,
+            health_path: String::new(),
+            selector: Box::new(selection::least_connections::LeastConnections),
+            turns: RoundRobin::new(&weights),
+        });
+        let services = http.chain(smtp).collect();
+        if cfg.listen.smtp.is_some() {
+            // SMTP connection outcomes exist from the first scrape.
+            for m in cfg.members.iter().filter(|m| m.smtp.is_some()) {
+                for result in SMTP_RESULTS {
+                    metrics
+                        .smtp_connections
+                        .with_label_values(&[&m.name, result]);
+                }
+            }
+            metrics
+                .smtp_connections
+                .with_label_values(&["none", "no_member"]);
+        }
         Ok(Upstreams {
             members: members.into_boxed_slice(),
             services,
@@ -186,6 +214,17 @@ impl Upstreams {
                 keys,
             ),
         }
+    }
+
+    /// Every service, HTTP ones first (indexed like `Config::services`),
+    /// then `smtp` when `listen.smtp` is set.
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// The index of the SMTP service, when `listen.smtp` is set.
+    pub fn smtp_service(&self) -> Option<usize> {
+        self.services.iter().position(|s| s.name == SMTP)
     }
 
     /// Any member healthy for service `s` and not draining?
@@ -258,10 +297,16 @@ impl Upstreams {
 
     /// Sets the per-member gauges of a scrape from the members' live state.
     pub fn export(&self, gauges: &MemberGauges<'_>) {
+        let smtp = self.smtp_service();
         for b in &*self.members {
             gauges.member(&b.name, b.state.in_flight(), b.state.is_draining());
             for (s, svc) in self.services.iter().enumerate() {
-                gauges.up(&b.name, &svc.name, b.cell(s).is_up());
+                if b.service(s).target.is_some() {
+                    gauges.up(&b.name, &svc.name, b.cell(s).is_up());
+                }
+            }
+            if smtp.is_some_and(|s| b.service(s).target.is_some()) {
+                gauges.smtp_sessions(&b.name, b.state.sessions());
             }
         }
     }

@@ -186,6 +186,8 @@ fn unix_ms() -> i64 {
 pub struct MemberState {
     draining: AtomicBool,
     in_flight: AtomicUsize,
+    /// L4 sessions (SMTP) open to this member.
+    sessions: AtomicUsize,
     cells: Mutex<HashMap<String, Arc<HealthCell>>>,
 }
 
@@ -209,6 +211,17 @@ impl MemberState {
         InFlight(Arc::clone(self))
     }
 
+    /// L4 sessions (SMTP) to this member still open.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Counts an L4 session until the guard drops.
+    pub fn begin_session(self: &Arc<Self>) -> Session {
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        Session(Arc::clone(self))
+    }
+
     /// The health cell of a service, made on first use.
     pub fn cell(&self, service: &str) -> Arc<HealthCell> {
         let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
@@ -223,6 +236,16 @@ pub struct InFlight(Arc<MemberState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Decrements the member's session count when dropped.
+#[derive(Debug)]
+pub struct Session(Arc<MemberState>);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -338,5 +361,9 @@ mod tests {
         drop(g1);
         drop(g2);
         assert_eq!(m.in_flight(), 0);
+        let s = m.begin_session();
+        assert_eq!((m.sessions(), m.in_flight()), (1, 0));
+        drop(s);
+        assert_eq!(m.sessions(), 0);
     }
 }

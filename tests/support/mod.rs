@@ -225,6 +225,8 @@ pub struct ArrayAddrs {
     pub admin: SocketAddr,
     /// `listen.http_redirect`, when the config sets it.
     pub redirect: Option<SocketAddr>,
+    /// `listen.smtp`, when the config sets it.
+    pub smtp: Option<SocketAddr>,
 }
 
 /// Starts `casarray serve --config FILE`.
@@ -255,15 +257,22 @@ pub fn spawn_array_with(config: &Path, args: &[&str], log: Option<&Path>) -> (Pr
     let addrs = wait_line("casarray", stdout, |l| {
         let rest = l.strip_prefix("casarray serving https://")?;
         let (https, rest) = rest.split_once(' ')?;
-        let admin = rest.strip_prefix("(admin http://")?.strip_suffix(')')?;
-        let (admin, redirect) = match admin.split_once(", redirect http://") {
-            Some((admin, redirect)) => (admin, Some(redirect.parse().ok()?)),
-            None => (admin, None),
-        };
+        let inside = rest.strip_prefix("(admin http://")?.strip_suffix(')')?;
+        let mut parts = inside.split(", ");
+        let admin = parts.next()?;
+        let (mut redirect, mut smtp) = (None, None);
+        for part in parts {
+            match part.split_once(' ')? {
+                ("redirect", a) => redirect = Some(a.strip_prefix("http://")?.parse().ok()?),
+                ("smtp", a) => smtp = Some(a.parse().ok()?),
+                _ => return None,
+            }
+        }
         Some(ArrayAddrs {
             https: https.parse().ok()?,
             admin: admin.parse().ok()?,
             redirect,
+            smtp,
         })
     });
     (

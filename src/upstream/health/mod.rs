@@ -5,12 +5,14 @@
 //! lockstep), bounded by `timeout`. `rise` successes bring a pair in,
 //! `fall` failures take it out, and every change is logged once. What a
 //! probe does is the check kind's: [`http`] (Exchange's `healthcheck.htm`,
-//! the default) or [`tcp`] (a connect, and the TLS handshake for TLS
-//! members).
+//! the default), [`tcp`] (a connect, and the TLS handshake for TLS
+//! members) or [`ehlo`] (an SMTP hub's greeting and EHLO). A member that
+//! does not take a service (no `smtp` address) is not checked for it.
 //!
 //! Adding a kind: a file here with a type that implements [`Check`], a
 //! variant in `config::HealthKind`, and its arm in [`HealthChecks::start`].
 
+pub mod ehlo;
 pub mod http;
 pub mod tcp;
 
@@ -47,13 +49,16 @@ impl Drop for HealthChecks {
 }
 
 impl HealthChecks {
-    /// Starts a checker for every (member, service) of `upstreams`, built
-    /// from `cfg`; probes connect with the upstreams' connector (the same
-    /// TLS configuration as requests).
+    /// Starts a checker for every (member, service) of `upstreams` that the
+    /// member takes, with `cfg`'s timing; probes connect with the
+    /// upstreams' connector (the same TLS configuration as requests).
     pub fn start(cfg: &Config, upstreams: &Arc<Upstreams>) -> Self {
         let mut tasks = Vec::new();
         for (m, member) in upstreams.members().iter().enumerate() {
-            for (s, service) in cfg.services.iter().enumerate() {
+            for (s, service) in upstreams.services().iter().enumerate() {
+                let Some(target) = member.service(s).target else {
+                    continue;
+                };
                 let runner = Runner {
                     upstreams: Arc::clone(upstreams),
                     member: m,
@@ -64,15 +69,27 @@ impl HealthChecks {
                     rise: cfg.health.rise,
                     fall: cfg.health.fall,
                 };
+                let dialer = upstreams.connector().dialer().clone();
+                // SMTP is plain at connect (STARTTLS is the session's own).
+                let tls = if target == member.address {
+                    member.tls.clone()
+                } else {
+                    None
+                };
                 let task = match service.health_kind {
                     HealthKind::Http => tokio::spawn(runner.run(http::HttpCheck::new(
                         upstreams.connector().clone(),
                         member,
-                        &service.health,
+                        &service.health_path,
                     ))),
-                    HealthKind::Tcp => tokio::spawn(runner.run(tcp::TcpCheck::new(
-                        upstreams.connector().dialer().clone(),
-                        member,
+                    HealthKind::Tcp => {
+                        tokio::spawn(runner.run(tcp::TcpCheck::new(dialer, target, tls)))
+                    }
+                    HealthKind::Ehlo => tokio::spawn(runner.run(ehlo::EhloCheck::new(
+                        dialer,
+                        target,
+                        &cfg.array.fqdn,
+                        cfg.smtp.proxy_protocol,
                     ))),
                 };
                 tasks.push(task);

@@ -9,7 +9,6 @@ use rustls_pki_types::ServerName;
 use super::Check;
 use crate::errors::error_chain;
 use crate::upstream::dial::Dialer;
-use crate::upstream::member::Member;
 
 /// The TCP probe of one (member, service).
 pub struct TcpCheck {
@@ -19,11 +18,12 @@ pub struct TcpCheck {
 }
 
 impl TcpCheck {
-    pub fn new(dialer: Dialer, member: &Member) -> Self {
+    /// Probes `address`, with a TLS handshake as `tls` when given.
+    pub fn new(dialer: Dialer, address: SocketAddr, tls: Option<ServerName<'static>>) -> Self {
         TcpCheck {
             dialer,
-            address: member.address,
-            tls: member.tls.clone(),
+            address,
+            tls,
         }
     }
 }

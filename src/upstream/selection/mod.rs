@@ -2,7 +2,7 @@
 //!
 //! A service's selection rule (its `affinity`) is one [`Selector`], one
 //! file each: [`round_robin`] (`none`), [`cookie`], [`source_ip`],
-//! [`header`]. [`Upstreams::select`](super::Upstreams::select) gives the
+//! [`header`], and [`least_connections`] for L4 sessions (SMTP). [`Upstreams::select`](super::Upstreams::select) gives the
 //! forwarding path a [`Selection`]: an iterator that yields the first
 //! member and then the fallbacks, never one already tried, and says what
 //! the client must be told (a cookie to set, a move that happened).
@@ -17,6 +17,7 @@
 
 pub mod cookie;
 pub mod header;
+pub mod least_connections;
 pub mod rendezvous;
 pub mod round_robin;
 pub mod source_ip;
@@ -122,6 +123,17 @@ impl<'a> Candidates<'a> {
     #[inline]
     pub fn round_robin(&self, tried: &[usize]) -> Option<usize> {
         self.turns.pick(|m| self.eligible(m), tried)
+    }
+
+    /// The next round-robin turn among the eligible members not in `tried`
+    /// for which `also` holds.
+    #[inline]
+    pub fn round_robin_where(
+        &self,
+        also: impl Fn(usize) -> bool,
+        tried: &[usize],
+    ) -> Option<usize> {
+        self.turns.pick(|m| self.eligible(m) && also(m), tried)
     }
 
     /// The member whose affinity cookie token is `token`.
