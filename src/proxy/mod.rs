@@ -9,6 +9,7 @@ pub mod conn;
 pub mod forward;
 pub mod headers;
 pub mod idle;
+pub mod mailbox;
 pub mod redirect;
 pub mod respond;
 pub mod validate;
