@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
+use crate::dag::Dag;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
@@ -20,4 +21,6 @@ pub struct Live {
     /// `proxy.max_connections` client connections at once, over every
     /// client-facing listener.
     pub limit: Arc<Semaphore>,
+    /// The members' DAG as last learned (empty without one).
+    pub dag: Arc<Dag>,
 }

@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::admin::{self, AdminListener};
 use crate::config::{self, Config};
+use crate::dag::poll::DagPoller;
+use crate::dag::Dag;
 use crate::listen::drain::Drain;
 use crate::listen::http_redirect::RedirectListener;
 use crate::listen::https::HttpsListener;
@@ -87,6 +89,8 @@ struct Running {
     registry: Registry,
     live: Arc<Live>,
     health: HealthChecks,
+    /// Learns the members' DAG; one per config, like the health checks.
+    dag_poller: DagPoller,
     admin: Arc<admin::Admin>,
 }
 
@@ -144,7 +148,14 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         tls: ArcSwap::new(tls_config),
         metrics,
         limit: Arc::new(Semaphore::new(cfg.proxy.max_connections)),
+        dag: Dag::new(),
     });
+    let dag_poller = DagPoller::start(
+        &cfg,
+        &live.snapshot.load().upstreams,
+        Arc::clone(&live.dag),
+        &live.metrics,
+    );
 
     // Every listener is bound before any serves: a taken port stops the
     // start with nothing half-running.
@@ -193,6 +204,7 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         registry,
         live,
         health,
+        dag_poller,
         admin: admin_state,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -373,8 +385,15 @@ impl Running {
         // Start the new checkers before the old ones stop, so health keeps
         // being watched; the cells they write are shared.
         let health = HealthChecks::start(&new, &snap.upstreams);
+        let dag_poller = DagPoller::start(
+            &new,
+            &snap.upstreams,
+            Arc::clone(&self.live.dag),
+            &self.live.metrics,
+        );
         self.live.snapshot.store(Arc::new(snap));
         self.health = health;
+        self.dag_poller = dag_poller;
         self.cfg = new;
         Ok(())
     }

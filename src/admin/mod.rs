@@ -14,6 +14,7 @@
 //!    applied to the new snapshot's members).
 
 mod context;
+mod dag_calls;
 mod error;
 
 mod put_database;

@@ -16,9 +16,11 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 
 use super::context::{Admin, DrainChange};
+use super::dag_calls::{self, Change};
 use super::put_database;
 use super::reply::{self, Reply};
 use super::views;
+use crate::dag::Dag;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
@@ -34,6 +36,9 @@ enum Endpoint<'a> {
     Drain(&'a str, bool),
     Databases,
     Database(&'a str),
+    /// `/api/databases/{db}/move-active`, `/copies`, `/copies/{server}`,
+    /// `/copies/{server}/suspend|resume`.
+    DagChange(&'a str, Change<'a>),
 }
 
 /// Who may make a call.
@@ -59,6 +64,20 @@ impl<'a> Endpoint<'a> {
             }
             ["api", "databases"] => Endpoint::Databases,
             ["api", "databases", name] if !name.is_empty() => Endpoint::Database(name),
+            ["api", "databases", db, "move-active"] if !db.is_empty() => {
+                Endpoint::DagChange(db, Change::MoveActive)
+            }
+            ["api", "databases", db, "copies"] if !db.is_empty() => {
+                Endpoint::DagChange(db, Change::CopyAdd)
+            }
+            ["api", "databases", db, "copies", server] if !db.is_empty() && !server.is_empty() => {
+                Endpoint::DagChange(db, Change::CopyRemove(server))
+            }
+            ["api", "databases", db, "copies", server, verb @ ("suspend" | "resume")]
+                if !db.is_empty() && !server.is_empty() =>
+            {
+                Endpoint::DagChange(db, Change::CopySuspend(server, *verb == "suspend"))
+            }
             _ => return None,
         };
         Some(e)
@@ -75,6 +94,10 @@ impl<'a> Endpoint<'a> {
             (Endpoint::Database(_), &Method::GET) => Ok(Access::Read),
             (Endpoint::Database(_), &Method::PUT) => Ok(Access::Mutate),
             (Endpoint::Database(_), _) => Err("GET, PUT"),
+            (Endpoint::DagChange(_, Change::CopyRemove(_)), &Method::DELETE) => Ok(Access::Mutate),
+            (Endpoint::DagChange(_, Change::CopyRemove(_)), _) => Err("DELETE"),
+            (Endpoint::DagChange(..), &Method::POST) => Ok(Access::Mutate),
+            (Endpoint::DagChange(..), _) => Err("POST"),
             (_, &Method::GET) => Ok(Access::Read),
             (_, _) => Err("GET"),
         }
@@ -85,6 +108,7 @@ impl<'a> Endpoint<'a> {
 pub async fn handle<B>(
     snap: Arc<Snapshot>,
     metrics: &Metrics,
+    dag: &Dag,
     admin: &Admin,
     peer: SocketAddr,
     req: Request<B>,
@@ -131,9 +155,9 @@ where
                 }
             }
         }
-        Endpoint::Databases => reply::json(&views::databases(&snap)),
+        Endpoint::Databases => reply::json(&views::databases(&snap, &dag.map())),
         Endpoint::Database(name) if req.method() == Method::GET => {
-            match crate::directory::list_databases(&snap.cfg)
+            match views::databases(&snap, &dag.map())
                 .into_iter()
                 .find(|d| d.name.eq_ignore_ascii_case(name))
             {
@@ -148,6 +172,9 @@ where
             let name = name.to_owned();
             let config = snap.cfg.path.clone();
             put_database::put(config, &name, req.into_body()).await
+        }
+        Endpoint::DagChange(db, change) => {
+            dag_calls::handle(&snap, dag, db, change, req.into_body()).await
         }
     }
 }
@@ -248,6 +275,7 @@ mod tests {
         let r = handle(
             Arc::clone(&f.snap),
             &f.metrics,
+            &Dag::default(),
             &f.admin,
             peer.parse().unwrap(),
             req,

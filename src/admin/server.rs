@@ -57,7 +57,7 @@ impl Listener for AdminListener {
                 async move {
                     let snap = live.snapshot.load_full();
                     Ok::<_, Infallible>(
-                        routes::handle(snap, &live.metrics, &admin, peer, req).await,
+                        routes::handle(snap, &live.metrics, &live.dag, &admin, peer, req).await,
                     )
                 }
             });

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::{ArrayView, CheckView, DatabaseView, MemberState, MemberView};
+use crate::dag::DagMap;
 use crate::snapshot::Snapshot;
 
 /// `GET /api/array`.
@@ -78,7 +79,22 @@ pub fn member(snap: &Snapshot, m: usize) -> Option<MemberView> {
     })
 }
 
-/// `GET /api/databases`.
-pub fn databases(snap: &Snapshot) -> Vec<DatabaseView> {
-    crate::directory::list_databases(&snap.cfg)
+/// `GET /api/databases`: the config's databases (with their
+/// RpcClientAccessServer) in file order, then the DAG's others; each with
+/// its active copy and copies when the members run a DAG.
+pub fn databases(snap: &Snapshot, dag: &DagMap) -> Vec<DatabaseView> {
+    let mut out = crate::directory::list_databases(&snap.cfg);
+    for db in dag.databases() {
+        if !out.iter().any(|d| d.name.eq_ignore_ascii_case(&db.name)) {
+            out.push(DatabaseView::configured(&db.name, None));
+        }
+    }
+    for view in &mut out {
+        if let Some(db) = dag.database(&view.name) {
+            view.active = db.mounted.clone();
+            view.copies = db.copies.clone();
+            view.failovers = db.failovers;
+        }
+    }
+    out
 }

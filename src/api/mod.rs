@@ -100,6 +100,48 @@ pub struct DatabaseView {
     /// `None` (null): unset; Autodiscover keeps what the server said.
     #[serde(default)]
     pub rpc_client_access_server: Option<String>,
+    /// The member whose copy is mounted; `None` (null) while none is, or
+    /// without a DAG.
+    #[serde(default)]
+    pub active: Option<String>,
+    /// Its copies (empty without a DAG), by activation preference.
+    #[serde(default)]
+    pub copies: Vec<CopyView>,
+    /// Activations of another copy so far, as the members report them.
+    #[serde(default)]
+    pub failovers: u64,
+}
+
+impl DatabaseView {
+    /// A database of the config, without DAG state.
+    pub fn configured(name: &str, rpc_client_access_server: Option<&str>) -> Self {
+        DatabaseView {
+            name: name.to_owned(),
+            rpc_client_access_server: rpc_client_access_server.map(str::to_owned),
+            active: None,
+            copies: Vec::new(),
+            failovers: 0,
+        }
+    }
+}
+
+/// One copy of a database (`Get-MailboxDatabaseCopyStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyView {
+    pub server: String,
+    /// 1 is preferred.
+    #[serde(default)]
+    pub activation_preference: u32,
+    /// `Mounted`, `Healthy`, `Suspended`, `Failed`, `ServiceDown`,
+    /// `Dismounted`, `Initializing`.
+    #[serde(default)]
+    pub status: String,
+    /// Log generations not copied yet.
+    #[serde(default)]
+    pub copy_queue: u64,
+    /// Copied, not replayed yet.
+    #[serde(default)]
+    pub replay_queue: u64,
 }
 
 /// The body of an error answer: `{"error": "..."}`.

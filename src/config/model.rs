@@ -171,6 +171,12 @@ pub struct ProxyConfig {
     pub max_header_bytes: usize,
     /// HTTP/2 streams per client connection; default 128.
     pub h2_max_concurrent_streams: u32,
+    /// Send each request for a mailbox to the member holding its database's
+    /// active copy, when the members run a DAG; default true.
+    pub mailbox_routing: bool,
+    /// Requests for a database being activated wait this long for its new
+    /// copy, then get 503; default 15 s.
+    pub failover_wait: Duration,
 }
 
 /// `[rewrite]`.

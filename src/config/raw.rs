@@ -120,6 +120,8 @@ pub(crate) struct RawProxy {
     pub replay_body_limit: Option<usize>,
     pub max_header_bytes: Option<S<usize>>,
     pub h2_max_concurrent_streams: Option<S<u32>>,
+    pub mailbox_routing: Option<bool>,
+    pub failover_wait: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -211,6 +211,8 @@ fn defaults() {
             replay_body_limit: 64 * 1024,
             max_header_bytes: 64 * 1024,
             h2_max_concurrent_streams: 128,
+            mailbox_routing: true,
+            failover_wait: Duration::from_secs(15),
         }
     );
     assert_eq!(
@@ -274,6 +276,8 @@ max_connections = 5
 replay_body_limit = 1024
 max_header_bytes = 8192
 h2_max_concurrent_streams = 10
+mailbox_routing = false
+failover_wait = "30s"
 
 [rewrite]
 expose_server_headers = true
@@ -321,6 +325,8 @@ rewrite = true
     assert_eq!(c.proxy.pool_max_idle_per_member, 0);
     assert_eq!(c.proxy.max_connections, 5);
     assert_eq!(c.proxy.h2_max_concurrent_streams, 10);
+    assert!(!c.proxy.mailbox_routing);
+    assert_eq!(c.proxy.failover_wait, Duration::from_secs(30));
     assert!(c.rewrite.expose_server_headers);
     assert_eq!(c.rewrite.content_types, ["text/xml"]);
     assert_eq!(c.runtime.workers, Some(3));

@@ -408,6 +408,12 @@ impl Ctx<'_> {
                 64 * 1024,
             )?,
             h2_max_concurrent_streams: streams,
+            mailbox_routing: raw.and_then(|p| p.mailbox_routing).unwrap_or(true),
+            failover_wait: self.duration(
+                "proxy.failover_wait",
+                raw.and_then(|p| p.failover_wait.as_ref()),
+                Duration::from_secs(15),
+            )?,
         })
     }
 

@@ -26,10 +26,7 @@ pub use crate::api::DatabaseView as DatabaseInfo;
 pub fn list_databases(cfg: &Config) -> Vec<DatabaseInfo> {
     cfg.databases
         .iter()
-        .map(|d| DatabaseInfo {
-            name: d.name.clone(),
-            rpc_client_access_server: d.rpc_client_access_server.clone(),
-        })
+        .map(|d| DatabaseInfo::configured(&d.name, d.rpc_client_access_server.as_deref()))
         .collect()
 }
 
@@ -242,10 +239,7 @@ rpc_client_access_server = "mail.lab.com"
                 ("DB02", "mail.lab.com"),
                 ("DB03", "mail.lab.com")
             ]
-            .map(|(n, r)| DatabaseInfo {
-                name: n.into(),
-                rpc_client_access_server: Some(r.into()),
-            })
+            .map(|(n, r)| DatabaseInfo::configured(n, Some(r)))
         );
     }
 

@@ -14,6 +14,7 @@
 //! its config file).
 
 mod array_new;
+mod copies;
 mod databases;
 mod edit;
 mod error;
@@ -83,6 +84,79 @@ pub enum DatabaseCommand {
         /// array's fqdn.
         #[arg(long, value_name = "FQDN")]
         rpc_client_access_server: String,
+    },
+    /// Each database copy's status, queues and activation preference, from
+    /// the running array (Get-MailboxDatabaseCopyStatus).
+    CopyStatus {
+        /// The config file (its listen.admin is asked).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// One database; default: all.
+        #[arg(value_name = "DB")]
+        database: Option<String>,
+        /// The admin API's JSON (as GET /api/databases) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mount a database's copy on another server, losslessly; returns once
+    /// it is mounted (Move-ActiveMailboxDatabase).
+    MoveActive {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(value_name = "DB")]
+        database: String,
+        /// The server (member name) whose copy becomes active.
+        #[arg(long, value_name = "NAME")]
+        server: String,
+    },
+    /// Add, remove, suspend or resume a database copy
+    /// (Add-/Remove-/Suspend-/Resume-MailboxDatabaseCopy).
+    #[command(subcommand)]
+    Copy(CopyCommand),
+}
+
+/// `casarray database copy ...`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum CopyCommand {
+    /// A new copy of DB on a server, seeded from the active copy; returns
+    /// once its queues are empty.
+    Add {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(value_name = "DB")]
+        database: String,
+        #[arg(long, value_name = "NAME")]
+        server: String,
+        /// 1 is preferred.
+        #[arg(long, value_name = "N")]
+        activation_preference: u32,
+    },
+    /// Remove a passive copy.
+    Remove {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(value_name = "DB")]
+        database: String,
+        #[arg(long, value_name = "NAME")]
+        server: String,
+    },
+    /// Stop a copy's log copying (it falls behind).
+    Suspend {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(value_name = "DB")]
+        database: String,
+        #[arg(long, value_name = "NAME")]
+        server: String,
+    },
+    /// Start a suspended copy's log copying again.
+    Resume {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(value_name = "DB")]
+        database: String,
+        #[arg(long, value_name = "NAME")]
+        server: String,
     },
 }
 
@@ -163,6 +237,59 @@ pub fn run_database(cmd: DatabaseCommand) -> anyhow::Result<()> {
                     println!("{name}: unchanged (already {rpc_client_access_server})");
                 }
             }
+            Ok(())
+        }
+        DatabaseCommand::CopyStatus {
+            config,
+            database,
+            json,
+        } => {
+            let cfg = load(&config)?;
+            print!("{}", copies::copy_status(&cfg, database.as_deref(), json)?);
+            Ok(())
+        }
+        DatabaseCommand::MoveActive {
+            config,
+            database,
+            server,
+        } => {
+            let cfg = load(&config)?;
+            print!("{}", copies::move_active(&cfg, &database, &server)?);
+            Ok(())
+        }
+        DatabaseCommand::Copy(cmd) => {
+            let (config, database, server, what) = match cmd {
+                CopyCommand::Add {
+                    config,
+                    database,
+                    server,
+                    activation_preference,
+                } => (
+                    config,
+                    database,
+                    server,
+                    copies::CopyChange::Add {
+                        preference: activation_preference,
+                    },
+                ),
+                CopyCommand::Remove {
+                    config,
+                    database,
+                    server,
+                } => (config, database, server, copies::CopyChange::Remove),
+                CopyCommand::Suspend {
+                    config,
+                    database,
+                    server,
+                } => (config, database, server, copies::CopyChange::Suspend),
+                CopyCommand::Resume {
+                    config,
+                    database,
+                    server,
+                } => (config, database, server, copies::CopyChange::Resume),
+            };
+            let cfg = load(&config)?;
+            print!("{}", copies::copy_change(&cfg, &database, &server, &what)?);
             Ok(())
         }
     }

@@ -194,14 +194,8 @@ mod tests {
     #[test]
     fn databases_table() {
         let dbs = [
-            DatabaseInfo {
-                name: "DB01".into(),
-                rpc_client_access_server: Some("mail.lab.com".into()),
-            },
-            DatabaseInfo {
-                name: "DB02".into(),
-                rpc_client_access_server: None,
-            },
+            DatabaseInfo::configured("DB01", Some("mail.lab.com")),
+            DatabaseInfo::configured("DB02", None),
         ];
         assert_eq!(
             render_databases(&dbs),

@@ -119,7 +119,7 @@ async fn accept_connection(stream: TcpStream, peer: SocketAddr, active: Active, 
         let ctx = Arc::clone(&ctx);
         async move {
             let snap = live.snapshot.load_full();
-            forward::handle(snap, &live.metrics, &ctx, req).await
+            forward::handle(snap, &live.metrics, &live.dag, &ctx, req).await
         }
     });
     // The config as it is now, after the handshake.

@@ -82,6 +82,16 @@ pub struct Metrics {
     /// `casarray_smtp_connections_active{member}`: SMTP sessions open to
     /// each member; set at each scrape.
     smtp_connections_active: IntGaugeVec,
+    /// `casarray_database_active{database,member}`: 1 on the member whose
+    /// copy is mounted, 0 on the other copies' members.
+    pub database_active: IntGaugeVec,
+    /// `casarray_database_failovers_total{database}`: the active copy seen
+    /// moving to another member.
+    pub database_failovers: IntCounterVec,
+    /// `casarray_mailbox_routing_total{service,result}`: `active` (sent to
+    /// the member with the mailbox's active copy), `fallback` (that member
+    /// could not take it), `unknown` (no mailbox found, or no DAG map).
+    pub mailbox_routing: IntCounterVec,
     /// Serialises scrapes: each resets and refills the member series.
     scrape: Arc<Mutex<()>>,
 }
@@ -229,6 +239,30 @@ impl Metrics {
         )?;
         registry.register(Box::new(smtp_connections.clone()))?;
         registry.register(Box::new(smtp_connections_active.clone()))?;
+        let database_active = IntGaugeVec::new(
+            Opts::new(
+                "casarray_database_active",
+                "1 on the member whose copy of the database is mounted.",
+            ),
+            &["database", "member"],
+        )?;
+        let database_failovers = IntCounterVec::new(
+            Opts::new(
+                "casarray_database_failovers_total",
+                "Times the database's active copy moved to another member.",
+            ),
+            &["database"],
+        )?;
+        let mailbox_routing = IntCounterVec::new(
+            Opts::new(
+                "casarray_mailbox_routing_total",
+                "Requests by how their mailbox chose the member: active, fallback, unknown.",
+            ),
+            &["service", "result"],
+        )?;
+        registry.register(Box::new(database_active.clone()))?;
+        registry.register(Box::new(database_failovers.clone()))?;
+        registry.register(Box::new(mailbox_routing.clone()))?;
         registry.register(Box::new(ProcessCollector::new()?))?;
         // Known without a config: present from the first scrape.
         for result in ["success", "failure"] {
@@ -255,6 +289,9 @@ impl Metrics {
             member_draining,
             smtp_connections,
             smtp_connections_active,
+            database_active,
+            database_failovers,
+            mailbox_routing,
             scrape: Arc::new(Mutex::new(())),
         })
     }

@@ -25,6 +25,11 @@ pub struct AccessRecord {
     pub member: String,
     pub status: u16,
     pub retries: u32,
+    /// How the request's mailbox chose its member: `active`, `fallback`,
+    /// `unknown`; `-` before routing.
+    pub routing: &'static str,
+    /// Time held waiting for a database's activation, milliseconds.
+    pub held_ms: u64,
     /// Request body bytes read, shared with the request body.
     pub bytes_in: Option<Arc<AtomicU64>>,
     pub bytes_out: u64,
@@ -50,6 +55,8 @@ impl AccessRecord {
             member: String::from("-"),
             status: 0,
             retries: 0,
+            routing: "-",
+            held_ms: 0,
             bytes_in: None,
             bytes_out: 0,
         }))
@@ -73,6 +80,8 @@ impl AccessRecord {
             bytes_out = self.bytes_out,
             duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             retries = self.retries,
+            routing = self.routing,
+            held_ms = self.held_ms,
         );
     }
 }

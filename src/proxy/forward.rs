@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header;
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -28,8 +29,12 @@ use super::body::{Counted, Ejector, Guarded, ProxyBody, Reuse, Tracking};
 use super::conn::{self, ConnCtx, ConnError, Pinned};
 use super::headers::{add_forwarded, strip_hop_by_hop};
 use super::idle::IdleTimeout;
+use super::mailbox::{self, MailboxId};
+use super::peek;
 use super::respond;
+use super::routing;
 use super::validate;
+use crate::dag::{Dag, Route as DagRoute};
 use crate::errors::error_chain;
 use crate::metrics::Metrics;
 use crate::rewrite;
@@ -58,6 +63,10 @@ enum Failure {
     Timeout,
 }
 
+/// How much of an Autodiscover or EWS body is looked at for its mailbox:
+/// 8 KiB (the address comes in the first few hundred bytes).
+const PEEK_LIMIT: usize = 8 * 1024;
+
 /// A request on its way: what every attempt needs.
 struct Outgoing {
     parts: Parts,
@@ -65,6 +74,8 @@ struct Outgoing {
     replay: Replay,
     started: Instant,
     log: Option<Box<AccessRecord>>,
+    /// The mailbox the request is for, when mailbox routing found one.
+    mailbox: Option<MailboxId>,
 }
 
 /// Handles one request from the client connection `ctx`. An `Err` resets
@@ -72,6 +83,7 @@ struct Outgoing {
 pub async fn handle(
     snap: Arc<Snapshot>,
     metrics: &Metrics,
+    dag: &Dag,
     ctx: &ConnCtx,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ConnError> {
@@ -129,13 +141,29 @@ pub async fn handle(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let body = IdleTimeout::new(body, svc.idle_timeout);
     let limit = snap.cfg.proxy.replay_body_limit;
-    let replay = match log.as_mut() {
-        Some(log) if !body.is_end_stream() => {
-            let count = Arc::new(AtomicU64::new(0));
-            log.bytes_in = Some(Arc::clone(&count));
-            Replay::new(Counted::new(body, count), limit)
+    let routing_on = snap.cfg.proxy.mailbox_routing && !dag.map().is_empty();
+    let mut mailbox = routing_on
+        .then(|| mailbox::from_head(&parts.uri, &parts.headers))
+        .flatten();
+    let replay = if mailbox.is_none() && routing_on && svc.peek_body && !body.is_end_stream() {
+        match peek::peek(body, PEEK_LIMIT).await {
+            Ok((seen, body)) => {
+                mailbox = mailbox::from_body(&seen);
+                replay_of(body, log.as_mut(), limit)
+            }
+            Err(e) => {
+                tracing::debug!(peer = %ctx.peer, "request body failed while peeked: {e}");
+                return Ok(local(
+                    metrics,
+                    log,
+                    &svc.name,
+                    "none",
+                    failure_answer(&Failure::ClientBody),
+                ));
+            }
         }
-        _ => Replay::new(body, limit),
+    } else {
+        replay_of(body, log.as_mut(), limit)
     };
     let out = Outgoing {
         parts,
@@ -143,11 +171,29 @@ pub async fn handle(
         replay,
         started,
         log,
+        mailbox,
     };
     if connection_auth || ctx.is_pinned() {
-        return forward_pinned(&snap, metrics, ctx, s, out).await;
+        return forward_pinned(&snap, metrics, dag, ctx, s, out).await;
     }
-    forward_pooled(&snap, metrics, ctx, s, out).await
+    forward_pooled(&snap, metrics, dag, ctx, s, out).await
+}
+
+/// The request body, kept for replays up to `limit`, counted for the access
+/// log when there is one.
+fn replay_of<B>(body: B, log: Option<&mut Box<AccessRecord>>, limit: usize) -> Replay
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
+    match log {
+        Some(log) if !body.is_end_stream() => {
+            let count = Arc::new(AtomicU64::new(0));
+            log.bytes_in = Some(Arc::clone(&count));
+            Replay::new(Counted::new(body, count), limit)
+        }
+        _ => Replay::new(body, limit),
+    }
 }
 
 /// Over the pool: the members the service's selection rule yields, one
@@ -155,20 +201,45 @@ pub async fn handle(
 async fn forward_pooled(
     snap: &Snapshot,
     metrics: &Metrics,
+    dag: &Dag,
     ctx: &ConnCtx,
     s: usize,
     mut out: Outgoing,
 ) -> Result<Response<ProxyBody>, ConnError> {
     let svc = &snap.http.services[s];
     let upstreams = &snap.upstreams;
+    let routed = routing::route(snap, dag, out.mailbox.as_ref(), s, None).await;
+    let mut held = routed.map_or_else(|n| n.held, |r| r.held);
+    let routing = match routed {
+        Ok(r) => r,
+        Err(_) => {
+            svc.count_routing("fallback");
+            if let Some(log) = out.log.as_mut() {
+                log.routing = "fallback";
+                log.held_ms = held.as_millis() as u64;
+            }
+            return Ok(local(
+                metrics,
+                out.log,
+                &svc.name,
+                "none",
+                respond::not_mounted(),
+            ));
+        }
+    };
+    svc.count_routing(routing.result);
+    if let Some(log) = out.log.as_mut() {
+        log.routing = routing.result;
+    }
     let mut selection = upstreams.select(
         s,
         Keys {
             headers: &out.parts.headers,
             client: ctx.peer.ip(),
-            preferred: None,
+            preferred: routing.preferred,
         },
     );
+    let mut preferred = routing.preferred;
     while let Some(m) = selection.next() {
         if selection.attempts() == 1 && selection.moved() {
             svc.affinity_moves.inc();
@@ -177,6 +248,13 @@ async fn forward_pooled(
         let guard = member.state.begin_request();
         let failure = match attempt(snap, svc, (m, s), &out).await {
             Ok((resp, sender)) => {
+                if names_another_server(resp.headers(), &member.name) {
+                    // The mailbox lives elsewhere than the map says.
+                    dag.refresh();
+                }
+                if let Some(log) = out.log.as_mut() {
+                    log.held_ms = held.as_millis() as u64;
+                }
                 if conn::challenges_connection_auth(resp.status(), resp.headers()) {
                     if ctx.h2 {
                         return Err(ConnError::http11_required());
@@ -200,6 +278,33 @@ async fn forward_pooled(
             Failure::Member => out.replay.can_replay(),
             Failure::ClientBody | Failure::Timeout => false,
         };
+        if retry && preferred == Some(m) && matches!(failure, Failure::Connect) {
+            // The member holding the mailbox's active copy is gone: wait for
+            // the DAG to mount another copy rather than land on a member
+            // that would only proxy to the dead one.
+            preferred = None;
+            match routing::route(snap, dag, out.mailbox.as_ref(), s, Some(m)).await {
+                Ok(r) => {
+                    held += r.held;
+                    if let Some(p) = r.preferred {
+                        preferred = Some(p);
+                        selection.prefer(p);
+                    }
+                }
+                Err(n) => {
+                    if let Some(log) = out.log.as_mut() {
+                        log.held_ms = (held + n.held).as_millis() as u64;
+                    }
+                    return Ok(local(
+                        metrics,
+                        out.log,
+                        &svc.name,
+                        "none",
+                        respond::not_mounted(),
+                    ));
+                }
+            }
+        }
         if retry && selection.attempts() < MAX_TRIES {
             svc.retries.inc();
             continue;
@@ -266,6 +371,7 @@ async fn attempt(
 async fn forward_pinned(
     snap: &Snapshot,
     metrics: &Metrics,
+    dag: &Dag,
     ctx: &ConnCtx,
     s: usize,
     out: Outgoing,
@@ -278,7 +384,14 @@ async fn forward_pinned(
         return Err(ConnError::PinnedGone);
     }
     if slot.is_none() {
-        match pin_member(snap, ctx, s, &out.parts.headers).await {
+        let active = out
+            .mailbox
+            .as_ref()
+            .and_then(|id| match dag.map().route(id.as_str()) {
+                DagRoute::Active(server) => snap.upstreams.find(server),
+                _ => None,
+            });
+        match pin_member(snap, ctx, s, &out.parts.headers, active).await {
             Some(pinned) => {
                 *slot = Some(pinned);
                 ctx.set_pinned(true);
@@ -342,6 +455,7 @@ async fn pin_member(
     ctx: &ConnCtx,
     s: usize,
     headers: &http::HeaderMap,
+    active: Option<usize>,
 ) -> Option<Pinned> {
     let upstreams = &snap.upstreams;
     let selection = upstreams.select(
@@ -349,7 +463,10 @@ async fn pin_member(
         Keys {
             headers,
             client: ctx.peer.ip(),
-            preferred: ctx.ntlm_member().and_then(|name| upstreams.find(&name)),
+            preferred: ctx
+                .ntlm_member()
+                .and_then(|name| upstreams.find(&name))
+                .or(active),
         },
     );
     for m in selection {
@@ -462,6 +579,18 @@ async fn send_pooled(
             None => SendError::Http(e.into_error()),
         }),
     }
+}
+
+/// The answer says the mailbox is on another server than the one that
+/// answered (`X-BEServer`, as Exchange and the mock servers send it).
+fn names_another_server(headers: &http::HeaderMap, member: &str) -> bool {
+    headers
+        .get("x-beserver")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|be| {
+            let be = be.split('.').next().unwrap_or(be);
+            !be.eq_ignore_ascii_case(member)
+        })
 }
 
 /// The connection ended before any byte of the answer: closed (FIN) or

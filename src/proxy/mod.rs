@@ -10,8 +10,10 @@ pub mod forward;
 pub mod headers;
 pub mod idle;
 pub mod mailbox;
+pub mod peek;
 pub mod redirect;
 pub mod respond;
+pub mod routing;
 pub mod validate;
 
 pub use crate::BoxError;

@@ -35,3 +35,15 @@ pub fn to_owa() -> Response<ProxyBody> {
         .insert(header::LOCATION, HeaderValue::from_static("/owa/"));
     resp
 }
+
+/// 503 when a mailbox's database had no mounted copy within
+/// `proxy.failover_wait`; clients are told to retry soon.
+pub fn not_mounted() -> Response<ProxyBody> {
+    let mut resp = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 Service Unavailable: the mailbox's database is being activated on another server\n",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    resp
+}

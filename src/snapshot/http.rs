@@ -25,10 +25,29 @@ pub struct ServiceRt {
     pub rewrite: bool,
     /// Autodiscover answers get the EXCH-aware rewriter.
     pub autodiscover: bool,
+    /// Request bodies may name the mailbox (Autodiscover, EWS): a bounded
+    /// peek looks when the head did not.
+    pub peek_body: bool,
     pub duration: Histogram,
     pub retries: IntCounter,
     pub rewrites: IntCounter,
     pub affinity_moves: IntCounter,
+    /// `casarray_mailbox_routing_total` for `active`, `fallback`,
+    /// `unknown`.
+    pub routing: [IntCounter; 3],
+}
+
+impl ServiceRt {
+    /// Counts one routing result (`active`, `fallback`, anything else:
+    /// `unknown`).
+    pub fn count_routing(&self, result: &str) {
+        let i = match result {
+            "active" => 0,
+            "fallback" => 1,
+            _ => 2,
+        };
+        self.routing[i].inc();
+    }
 }
 
 /// The HTTP side of one config, ready to serve.
@@ -63,10 +82,14 @@ impl Frontend {
                 response_timeout: s.response_timeout,
                 rewrite: s.rewrite,
                 autodiscover: s.name.eq_ignore_ascii_case("autodiscover"),
+                peek_body: s.name.eq_ignore_ascii_case("autodiscover")
+                    || s.name.eq_ignore_ascii_case("ews"),
                 affinity_moves: metrics.affinity_moves.with_label_values(&[&s.name]),
                 duration: metrics.request_duration.with_label_values(&[&s.name]),
                 retries: metrics.upstream_retries.with_label_values(&[&s.name]),
                 rewrites: metrics.rewrites.with_label_values(&[&s.name]),
+                routing: ["active", "fallback", "unknown"]
+                    .map(|r| metrics.mailbox_routing.with_label_values(&[&s.name, r])),
             })
             .collect();
         let identities: Vec<MemberIdentity> = cfg

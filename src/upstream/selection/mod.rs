@@ -178,6 +178,12 @@ impl<'a> Selection<'a> {
         &self.tried[..self.attempts]
     }
 
+    /// Takes `member` first from now on when it is eligible and not tried
+    /// (a mailbox's active copy found elsewhere after a failure).
+    pub fn prefer(&mut self, member: usize) {
+        self.keys.preferred = Some(member);
+    }
+
     /// The first member had to pass over the member the request sticks to.
     pub fn moved(&self) -> bool {
         self.moved

@@ -1,0 +1,105 @@
+//! The array's knowledge of the members' database availability group: which
+//! member holds each database's active copy, and which database holds each
+//! mailbox (`map`), learned from the members (`poll`, what they say:
+//! `view`). The forwarding path reads the map without a lock
+//! ([`Dag::map`]); the admin API shows it; metrics count activations.
+//!
+//! Without a DAG (members that answer 404 to `/mock/dag/status`, or real
+//! Exchange servers) the map stays empty and routing is the services'
+//! ordinary rule.
+
+pub mod command;
+pub mod map;
+pub mod poll;
+pub mod view;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+pub use map::{DagMap, Route};
+
+/// The live DAG map, shared by the poller (writer) and the data path and
+/// admin API (readers).
+#[derive(Debug, Default)]
+pub struct Dag {
+    map: ArcSwap<DagMap>,
+    /// Pokes the poller for a round now.
+    refresh: Notify,
+    /// Woken at each new map.
+    changed: Notify,
+    /// The last mounted member of each database, for counting activations.
+    last_mounted: Mutex<HashMap<String, String>>,
+}
+
+impl Dag {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The map now.
+    pub fn map(&self) -> arc_swap::Guard<Arc<DagMap>> {
+        self.map.load()
+    }
+
+    /// The map now, kept (for a caller that awaits).
+    pub fn map_full(&self) -> Arc<DagMap> {
+        self.map.load_full()
+    }
+
+    /// Asks the poller for a round now (a member said something moved).
+    pub fn refresh(&self) {
+        self.refresh.notify_one();
+    }
+
+    pub(crate) async fn refresh_requested(&self) {
+        self.refresh.notified().await;
+    }
+
+    /// Completes at the next new map (or at once if one came meanwhile is
+    /// not guaranteed: callers re-check the map after it completes).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Takes a freshly merged map: swapped in when it differs, activations
+    /// counted, `casarray_database_active` set.
+    pub fn publish(&self, map: DagMap, metrics: &Metrics) {
+        if **self.map.load() == map {
+            return;
+        }
+        {
+            let mut last = self
+                .last_mounted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for db in map.databases() {
+                for c in &db.copies {
+                    let here = db
+                        .mounted
+                        .as_ref()
+                        .is_some_and(|m| m.eq_ignore_ascii_case(&c.server));
+                    metrics
+                        .database_active
+                        .with_label_values(&[&db.name, &c.server])
+                        .set(i64::from(here));
+                }
+                let failovers = metrics.database_failovers.with_label_values(&[&db.name]);
+                let Some(now) = &db.mounted else { continue };
+                match last.insert(db.name.clone(), now.clone()) {
+                    Some(before) if !before.eq_ignore_ascii_case(now) => {
+                        failovers.inc();
+                        tracing::warn!(database = %db.name, from = %before, to = %now, "active copy moved");
+                    }
+                    None => tracing::info!(database = %db.name, on = %now, "active copy"),
+                    Some(_) => {}
+                }
+            }
+        }
+        self.map.store(Arc::new(map));
+        self.changed.notify_waiters();
+    }
+}
