@@ -26,6 +26,9 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// `[smtp]`: how SMTP on `listen.smtp` reaches the members' hubs.
     pub smtp: SmtpConfig,
+    /// `[dag]`: whether the members run a database availability group the
+    /// array learns from.
+    pub dag: DagConfig,
     /// `[member_tls]`: how members that serve HTTPS are checked.
     pub member_tls: MemberTlsConfig,
     /// At least one; names unique (case-insensitive).
@@ -67,6 +70,17 @@ pub struct ListenConfig {
     /// Optional SMTP listener, balanced at L4 over the members' `smtp`
     /// addresses (their hub transport).
     pub smtp: Option<SocketAddr>,
+}
+
+/// `[dag]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DagConfig {
+    /// The members run a DAG and report it (`GET /mock/dag/status`, as the
+    /// mock servers do): poll them every health interval to learn each
+    /// database's active copy and each mailbox's database (for mailbox
+    /// routing and `GET /api/databases`). Default false: members that are
+    /// not asked see no extra request.
+    pub enabled: bool,
 }
 
 /// `[smtp]`.

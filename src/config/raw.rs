@@ -28,6 +28,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub smtp: Option<RawSmtp>,
     #[serde(default)]
+    pub dag: Option<RawDag>,
+    #[serde(default)]
     pub member_tls: Option<S<RawMemberTls>>,
     #[serde(default)]
     pub member: Option<S<Vec<S<RawMember>>>>,
@@ -62,6 +64,12 @@ pub(crate) struct RawListen {
     pub admin: Option<S<String>>,
     pub http_redirect: Option<S<String>>,
     pub smtp: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDag {
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -458,7 +458,7 @@ fn toml_and_shape_errors() {
         ),
         (
             format!("{EXAMPLE}\n[listen2]\n"),
-            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `smtp`, `member_tls`, `member`, `database`, `service`",
+            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `smtp`, `dag`, `member_tls`, `member`, `database`, `service`",
         ),
         (
             example_with("rise = 2", "rise = \"2\""),
@@ -962,6 +962,19 @@ fn smtp_listener_hubs_and_table() {
     for (text, want) in cases {
         assert_eq!(d.error(&text), want);
     }
+}
+
+#[test]
+fn dag_is_off_unless_enabled() {
+    let d = dir();
+    assert!(!d.parse(EXAMPLE).unwrap().dag.enabled);
+    let on = format!("{EXAMPLE}\n[dag]\nenabled = true\n");
+    assert!(d.parse(&on).unwrap().dag.enabled);
+    let bad = format!("{EXAMPLE}\n[dag]\nstatus = \"/x\"\n");
+    assert_eq!(
+        d.error(&bad),
+        "F:34:1: unknown key `status`, expected `enabled`"
+    );
 }
 
 #[test]

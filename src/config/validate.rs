@@ -35,6 +35,9 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let rewrite = cx.rewrite(raw.rewrite.as_ref())?;
     let runtime = cx.runtime(raw.runtime.as_ref())?;
     let smtp = cx.smtp(raw.smtp.as_ref())?;
+    let dag = DagConfig {
+        enabled: raw.dag.as_ref().and_then(|d| d.enabled).unwrap_or(false),
+    };
     let member_tls = cx.member_tls(raw.member_tls.as_ref())?;
     let members = cx.members(raw.member.as_ref(), &member_tls)?;
     let databases = cx.databases(&raw.database)?;
@@ -58,6 +61,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         rewrite,
         runtime,
         smtp,
+        dag,
         member_tls,
         members,
         databases,

@@ -41,24 +41,31 @@ const DIRECTORY_EVERY: u32 = 30;
 /// The polling task of one config; dropping this stops it.
 #[derive(Debug)]
 pub struct DagPoller {
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Drop for DagPoller {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
 impl DagPoller {
-    /// Polls the members of `upstreams` every `[health] interval`, each
-    /// answer bounded by `[health] timeout`, into `dag`.
+    /// With `[dag] enabled`, polls the members of `upstreams` every `[health]
+    /// interval`, each answer bounded by `[health] timeout`, into `dag`;
+    /// without, does nothing (the map is emptied).
     pub fn start(
         cfg: &Config,
         upstreams: &Arc<Upstreams>,
         dag: Arc<Dag>,
         metrics: &Metrics,
     ) -> Self {
+        if !cfg.dag.enabled {
+            dag.publish(DagMap::default(), metrics);
+            return DagPoller { task: None };
+        }
         let members = upstreams
             .members()
             .iter()
@@ -82,7 +89,7 @@ impl DagPoller {
             metrics: metrics.clone(),
         };
         DagPoller {
-            task: tokio::spawn(poll.run()),
+            task: Some(tokio::spawn(poll.run())),
         }
     }
 }
