@@ -5,6 +5,7 @@
 //! (listener, connections, forwarding), `upstream` (members, balancing,
 //! health, the connection pool), `rewrite` (member names to array names),
 //! `directory` (the array and its databases), `admin` (API and metrics),
+//! `security` (the Exchange shields, `allow_from`, failed-logon lockout),
 //! `mock` (the mock mailbox server) and `lab` (the one-command lab).
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod lab;
 pub mod mock;
 pub mod proxy;
 pub mod rewrite;
+pub mod security;
 pub mod serve;
 pub mod tls;
 pub mod upstream;
