@@ -31,6 +31,7 @@ use super::idle::IdleTimeout;
 use super::replay::{Replay, ReplayBody};
 use super::respond;
 use super::router::Route;
+use super::shield;
 use super::snapshot::{ServiceRt, Snapshot};
 use super::sticky;
 use super::validate;
@@ -109,6 +110,11 @@ pub async fn handle(
         }
     };
     let svc = &snap.services[s];
+    // shield (issue 18): Exchange shields, allow_from, lockout; 403/429 here.
+    let req = match shield::check(&snap, ctx, s, req, &mut log).await {
+        Ok(req) => req,
+        Err(resp) => return Ok(local(metrics, log, &svc.name, "none", resp)),
+    };
     let connection_auth = conn::is_connection_auth(req.headers());
     if connection_auth && ctx.h2 {
         return Err(ConnError::http11_required());
@@ -211,6 +217,7 @@ async fn forward_pooled(
         let sent = tokio::time::timeout(svc.response_timeout, send_pooled(snap, m, &out)).await;
         let failure = match sent {
             Ok(Ok((resp, sender))) => {
+                shield::observe(snap, ctx, &out.parts, &resp); // shield: failed logons
                 if conn::challenges_connection_auth(resp.status(), resp.headers()) {
                     if ctx.h2 {
                         return Err(ConnError::http11_required());
@@ -326,6 +333,7 @@ async fn forward_pinned(
     };
     match tokio::time::timeout(svc.response_timeout, sent).await {
         Ok(Ok(resp)) => {
+            shield::observe(snap, ctx, &out.parts, &resp); // shield: failed logons
             drop(slot);
             Ok(answer(snap, (m, s), resp, (guard, None), 1, out))
         }
@@ -573,6 +581,7 @@ fn respond_from_member(
     if header_rewrites > 0 {
         svc.rewrites.inc_by(header_rewrites as u64);
     }
+    shield::harden(snap, &mut parts.headers); // shield: HSTS, version headers
     let body = IdleTimeout::new(body, svc.idle_timeout);
     let body: ProxyBody = if svc.rewrite
         && !body.is_end_stream()

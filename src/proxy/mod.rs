@@ -13,6 +13,7 @@ pub mod redirect;
 pub mod replay;
 pub mod respond;
 pub mod router;
+pub mod shield;
 pub mod snapshot;
 pub mod sticky;
 pub mod validate;

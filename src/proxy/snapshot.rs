@@ -17,6 +17,7 @@ use super::router::Router;
 use crate::admin::Metrics;
 use crate::config::{Affinity, Config};
 use crate::rewrite::{MemberIdentity, RewritePlan};
+use crate::security::Shields;
 use crate::upstream::connect::Connector;
 use crate::upstream::member::Registry;
 use crate::upstream::pool::Pool;
@@ -68,6 +69,9 @@ pub struct Snapshot {
     pub public_origin: HeaderValue,
     /// The array's first public name (what redirects name by default).
     pub public_name: String,
+    /// The Exchange shields, allow_from and lockout of this config; the
+    /// lockout tables are handed on from the snapshot this one replaces.
+    pub shields: Arc<Shields>,
 }
 
 impl Snapshot {
@@ -155,6 +159,7 @@ impl Snapshot {
         };
         let public_origin = HeaderValue::from_str(&origin)
             .unwrap_or_else(|_| HeaderValue::from_static("https://localhost"));
+        let shields = Arc::new(Shields::build(&cfg, metrics, previous.map(|p| &*p.shields)));
         Ok(Snapshot {
             connector: Connector::new(&cfg)?,
             pools,
@@ -168,6 +173,7 @@ impl Snapshot {
             hosts: hosts.into_boxed_slice(),
             public_origin,
             public_name: public.clone(),
+            shields,
         })
     }
 
