@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod shields;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
