@@ -161,15 +161,36 @@ fn strip_absolute(target: &[u8]) -> &[u8] {
 /// for, which may complete an earlier escape (`%25` + `41` -> `%41` -> `A`).
 /// No decodable escape can be left behind, since any new one ends with the
 /// byte just pushed; every replacement shortens the output, so the work is
-/// linear.
+/// linear. An escape is at most 6 bytes (`%u00XX`): a byte more than 5
+/// places after the last `%` of the output cannot end one, so runs without
+/// `%` beyond that are copied whole.
 fn decode(input: &[u8], buf: &mut [u8], mut len: usize, start: usize, part: Part) -> usize {
-    for &b in input {
+    let last_pct = |buf: &[u8], len: usize| {
+        let from = len.saturating_sub(6).max(start);
+        memchr::memrchr(b'%', &buf[from..len]).map(|i| from + i)
+    };
+    let mut pct = last_pct(buf, len);
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b != b'%' && pct.is_none_or(|p| len - p > 5) {
+            let end = memchr::memchr(b'%', &input[i..]).map_or(input.len(), |j| i + j);
+            buf[len..len + end - i].copy_from_slice(&input[i..end]);
+            len += end - i;
+            i = end;
+            continue;
+        }
         buf[len] = b;
         len += 1;
+        i += 1;
+        if b == b'%' {
+            pct = Some(len - 1);
+        }
         while let Some((decoded, width)) = escape_at_end(&buf[start..len], part) {
             len -= width;
             buf[len] = decoded;
             len += 1;
+            pct = last_pct(buf, len);
         }
     }
     len
@@ -204,12 +225,20 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-/// Rewrites `buf[start..len]` in place: lower case, `\` as `/`, `;` as a
-/// separator, runs of `/` as one; returns the new length.
+/// Rewrites `buf[start..len]` in place: lower case, `\\` as `/`, `;` as a
+/// separator, runs of `/` as one; returns the new length. Lower-casing is
+/// one pass over the whole region; the byte-by-byte pass runs only when
+/// there is a `\\`, a `;` or a `//` to rewrite (an ordinary target has none).
 fn rewrite(buf: &mut [u8], start: usize, len: usize, part: Part) -> usize {
+    let region = &mut buf[start..len];
+    region.make_ascii_lowercase();
+    let doubled = memchr::memchr_iter(b'/', region).any(|i| region.get(i + 1) == Some(&b'/'));
+    if !doubled && memchr::memchr2(b'\\', b';', region).is_none() {
+        return len;
+    }
     let mut w = start;
     for r in start..len {
-        let c = match buf[r].to_ascii_lowercase() {
+        let c = match buf[r] {
             b'\\' => b'/',
             b';' if part == Part::Path => b'/',
             b';' => b'&',
@@ -317,6 +346,23 @@ mod tests {
         assert!(normalize(just.as_bytes()).is_inline());
     }
 
+    /// The decoder without its fast path: one byte at a time.
+    fn decode_slowly(input: &[u8], part: Part) -> Vec<u8> {
+        let mut buf = vec![0; input.len()];
+        let mut len = 0;
+        for &b in input {
+            buf[len] = b;
+            len += 1;
+            while let Some((decoded, width)) = escape_at_end(&buf[..len], part) {
+                len -= width;
+                buf[len] = decoded;
+                len += 1;
+            }
+        }
+        buf.truncate(len);
+        buf
+    }
+
     /// Targets built of the pieces that normalization treats specially.
     fn tricky() -> impl Strategy<Value = Vec<u8>> {
         let piece = prop_oneof![
@@ -337,6 +383,7 @@ mod tests {
             Just(b"http://h".to_vec()),
             Just(b"A".to_vec()),
             Just(b"owa".to_vec()),
+            Just(b"abcdefghij".to_vec()),
             any::<u8>().prop_map(|b| vec![b]),
         ];
         proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
@@ -353,6 +400,15 @@ mod tests {
             prop_assert_eq!(once.query, twice.query);
             prop_assert!(once.path().starts_with(b"/"));
             prop_assert!(!once.path().contains(&b'?'));
+        }
+
+        #[test]
+        fn the_fast_decoder_is_the_slow_one(t in tricky()) {
+            for part in [Part::Path, Part::Query] {
+                let mut buf = vec![0; t.len()];
+                let n = decode(&t, &mut buf, 0, 0, part);
+                prop_assert_eq!(&buf[..n], &decode_slowly(&t, part)[..]);
+            }
         }
 
         #[test]

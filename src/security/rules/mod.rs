@@ -69,6 +69,15 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// Whether any `Cookie` field holds `word` (lower case), in any case: a
+    /// cheap test before parsing the cookies one by one.
+    pub fn cookies_mention(&self, word: &[u8]) -> bool {
+        self.headers
+            .get_all(COOKIE)
+            .iter()
+            .any(|v| contains_ignore_case(v.as_bytes(), word))
+    }
+
     /// Every cookie of every `Cookie` field, as (name, value) with spaces
     /// around both trimmed. Pairs are split on `;` and also on `,` (old
     /// cookie syntax that ASP.NET still reads), so that no cookie can hide
@@ -112,7 +121,32 @@ pub(crate) fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
 
 /// Whether `hay` holds `needle`, byte for byte.
 pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
+    find(hay, needle).is_some()
+}
+
+/// A fixed word searched in every request target: built once, searched
+/// with memchr's rare-byte prefilter (a first-byte scan is slow for words
+/// starting with a common letter, like `autodiscover`).
+pub(crate) struct Word(std::sync::LazyLock<memchr::memmem::Finder<'static>>);
+
+impl Word {
+    pub(crate) const fn new(build: fn() -> memchr::memmem::Finder<'static>) -> Self {
+        Word(std::sync::LazyLock::new(build))
+    }
+
+    pub(crate) fn is_in(&self, hay: &[u8]) -> bool {
+        self.0.find(hay).is_some()
+    }
+}
+
+/// Where `needle` starts in `hay`. A scan for its first byte: for the short
+/// haystacks of request targets this beats building a `memmem::Finder` on
+/// each call (its setup costs more than the search).
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let Some((&first, rest)) = needle.split_first() else {
+        return Some(0);
+    };
+    memchr::memchr_iter(first, hay).find(|&i| hay[i + 1..].starts_with(rest))
 }
 
 /// The segments of a normalized path, without the empty one before the
@@ -226,6 +260,9 @@ mod tests {
         assert!(!contains_ignore_case(b"x-anonresourc", b"x-anonresource"));
         assert!(contains_ignore_case(b"", b""));
         assert!(!contains_ignore_case(b"", b"x"));
+        assert_eq!(find(b"/a/autodiscover.json", b"autodiscover.json"), Some(3));
+        assert_eq!(find(b"autodiscove", b"autodiscover"), None);
+        assert_eq!(find(b"xx", b""), Some(0));
         let segs: Vec<&[u8]> = segments(b"/owa/x/").collect();
         assert_eq!(segs, [&b"owa"[..], b"x"]);
     }

@@ -6,7 +6,7 @@
 //! OWA and ECP never serve anything under a `powershell` segment; remote
 //! PowerShell lives at `/PowerShell`, which this rule leaves alone.
 
-use super::{segments, Request, Rule};
+use super::{find, segments, Request, Rule};
 
 /// OWA or ECP paths that lead into PowerShell.
 pub struct OwaPowershell;
@@ -36,9 +36,7 @@ impl Rule for OwaPowershell {
 /// `powershell`, `powershell-liveid` and the like, also with what IIS drops
 /// from a segment's end (dots, spaces) and with an encoded `?` after it.
 fn is_powershell(segment: &[u8]) -> bool {
-    let segment = match memchr::memmem::find(segment, b"%3f")
-        .or_else(|| memchr::memmem::find(segment, b"%u003f"))
-    {
+    let segment = match find(segment, b"%3f").or_else(|| find(segment, b"%u003f")) {
         Some(i) => &segment[..i],
         None => segment,
     };

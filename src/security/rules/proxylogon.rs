@@ -69,17 +69,28 @@ impl Rule for BeResource {
     }
 
     fn check(&self, req: &Request<'_>) -> bool {
-        req.cookies().any(|(name, value)| {
-            (name.eq_ignore_ascii_case(b"x-beresource")
-                || name.eq_ignore_ascii_case(b"x-backendoverridecookie"))
-                && routes_to_a_path(value)
-        })
+        // X-BEResource and X-BackEndOverrideCookie both hold `x-b`.
+        req.cookies_mention(b"x-b")
+            && req.cookies().any(|(name, value)| {
+                (name.eq_ignore_ascii_case(b"x-beresource")
+                    || name.eq_ignore_ascii_case(b"x-backendoverridecookie"))
+                    && routes_to_a_path(value)
+            })
     }
 }
 
 /// Whether a routing cookie's value, fully percent-decoded, holds more than
 /// a server name and a version.
 fn routes_to_a_path(value: &[u8]) -> bool {
+    let bad = |b: &u8| {
+        matches!(b, b'/' | b'\\' | b'?' | b'#' | b'@') || b.is_ascii_control() || *b == b' '
+    };
+    if value.len() > MAX_ROUTING_COOKIE {
+        return true;
+    }
+    if !value.contains(&b'%') {
+        return value.iter().any(bad);
+    }
     let mut buf = [0u8; MAX_ROUTING_COOKIE];
     let Some(decoded) = normalize::decode_fully(value, &mut buf) else {
         return true;
@@ -127,12 +138,13 @@ impl Rule for BackEndCookie {
     }
 
     fn check(&self, req: &Request<'_>) -> bool {
-        req.cookies().any(|(name, value)| {
-            name.len() >= 15
-                && name[..15].eq_ignore_ascii_case(b"x-backendcookie")
-                && !value.is_empty()
-                && !is_exchange_backend_cookie(value)
-        })
+        req.cookies_mention(b"x-backendcookie")
+            && req.cookies().any(|(name, value)| {
+                name.len() >= 15
+                    && name[..15].eq_ignore_ascii_case(b"x-backendcookie")
+                    && !value.is_empty()
+                    && !is_exchange_backend_cookie(value)
+            })
     }
 }
 

@@ -9,7 +9,12 @@
 //! real client names PowerShell, and no PowerShell request names
 //! Autodiscover.
 
-use super::{contains, Request, Rule};
+use memchr::memmem::Finder;
+
+use super::{Request, Rule, Word};
+
+static AUTODISCOVER: Word = Word::new(|| Finder::new("autodiscover"));
+static POWERSHELL: Word = Word::new(|| Finder::new("powershell"));
 
 /// `autodiscover` and `powershell` anywhere in one request target.
 pub struct AutodiscoverPowershell;
@@ -29,7 +34,7 @@ impl Rule for AutodiscoverPowershell {
 
     fn check(&self, req: &Request<'_>) -> bool {
         let t = req.target.as_bytes();
-        contains(t, b"autodiscover") && contains(t, b"powershell")
+        AUTODISCOVER.is_in(t) && POWERSHELL.is_in(t)
     }
 }
 

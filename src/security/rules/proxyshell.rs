@@ -16,7 +16,12 @@
 //! `autodiscover.json?Email=alice@lab.com&Protocol=ActiveSync`, but never
 //! a service's path after the `@`, nor an `Email` that is a path.
 
-use super::{contains, Request, Rule};
+use memchr::memmem::Finder;
+
+use super::{contains, Request, Rule, Word};
+
+static AUTODISCOVER_JSON: Word = Word::new(|| Finder::new("autodiscover.json"));
+static X_RPS_CAT: Word = Word::new(|| Finder::new("x-rps-cat"));
 
 /// Autodiscover JSON requests whose target carries an `@` followed by
 /// another service's path, and `Email=` parameters that point back at
@@ -52,7 +57,7 @@ impl Rule for ExplicitLogon {
 
     fn check(&self, req: &Request<'_>) -> bool {
         let t = req.target.as_bytes();
-        let confused = contains(t, b"autodiscover.json")
+        let confused = AUTODISCOVER_JSON.is_in(t)
             && memchr::memchr(b'@', t).is_some_and(|at| names_a_service(&t[at..]));
         confused || req.target.query().is_some_and(email_points_at_autodiscover)
     }
@@ -107,7 +112,7 @@ impl Rule for RpsCat {
     }
 
     fn check(&self, req: &Request<'_>) -> bool {
-        contains(req.target.as_bytes(), b"x-rps-cat")
+        X_RPS_CAT.is_in(req.target.as_bytes())
     }
 }
 
