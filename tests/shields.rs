@@ -20,8 +20,14 @@
 //!   who logged on from 127.0.0.2 before, goes on logging on from there;
 //!   OWA's form and NTLM count too; a lock ends after lockout_time.
 //! - allow_from: a client outside a service's ranges gets 403.
+//! - The inputs kept for the `shields_normalize` fuzz target (fuzz/seeds,
+//!   fuzz/regressions) pass its check (fuzz/src/checks.rs).
 
 mod support;
+
+#[path = "../fuzz/src/checks.rs"]
+#[allow(dead_code)]
+mod fuzz_checks;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -1030,4 +1036,33 @@ async fn ntlm_failures_count_and_a_lockout_ends_after_lockout_time() {
     // The lock ends after lockout_time (2 s).
     tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(failed_ntlm(&lab).await, 401);
+}
+
+// ---------------------------------------------------------------------------
+// Fuzz inputs kept for the shields_normalize target.
+
+#[test]
+fn kept_fuzz_inputs_pass_the_shields_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut ran = 0;
+    for kind in ["seeds", "regressions"] {
+        let dir = root.join(kind).join("shields_normalize");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let data = std::fs::read(&f).unwrap();
+            let result = std::panic::catch_unwind(|| fuzz_checks::shields_normalize(&data));
+            assert!(result.is_ok(), "{} fails its check", f.display());
+            ran += 1;
+        }
+    }
+    assert!(ran > 0, "no inputs under fuzz/*/shields_normalize");
 }
