@@ -358,13 +358,14 @@ fn backend_cookie(anchor: &str, entry: &str) -> String {
     )
 }
 
-/// Header and cookie shapes: (rule, method, target, headers).
-fn header_shapes() -> Vec<(
-    &'static str,
-    &'static str,
-    &'static str,
-    Vec<(String, String)>,
-)> {
+/// Header lines, as (name, value).
+type Headers = Vec<(String, String)>;
+
+/// A header or cookie shape: (rule, method, target, headers).
+type HeaderShape = (&'static str, &'static str, &'static str, Headers);
+
+/// Header and cookie shapes.
+fn header_shapes() -> Vec<HeaderShape> {
     let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
     let forged = backend_cookie(
         "alice@lab.com",
@@ -438,7 +439,7 @@ fn header_shapes() -> Vec<(
 }
 
 /// Every spelling of a header shape.
-fn spellings(headers: &[(String, String)]) -> Vec<(&'static str, Vec<(String, String)>, Via)> {
+fn spellings(headers: &[(String, String)]) -> Vec<(&'static str, Headers, Via)> {
     let map = |f: &dyn Fn(&str) -> String, g: &dyn Fn(&str) -> String| {
         headers
             .iter()
