@@ -819,7 +819,8 @@ async fn allow_from_refuses_addresses_outside_the_ranges() {
 struct MockLab {
     _dir: tempfile::TempDir,
     _mock: Proc,
-    _array: Proc,
+    array: Proc,
+    config: std::path::PathBuf,
     addrs: ArrayAddrs,
     client: Client,
 }
@@ -842,7 +843,8 @@ async fn mock_lab(security: &str) -> MockLab {
         client: Client::h1(addrs.https, &certs.ca_pem),
         _dir: dir,
         _mock: mock,
-        _array: array,
+        array,
+        config,
         addrs,
     }
 }
@@ -938,6 +940,47 @@ async fn a_spray_of_200_wrong_passwords_is_cut_at_20_while_alice_logs_on_from_he
     assert_eq!(elsewhere.send(ews_get(&bob)).await.unwrap().status(), 200);
     assert_eq!(home.send(ews_get(&alice)).await.unwrap().status(), 200);
     assert!(m("casarray_lockout_entries", &[("table", "known_good")]).await >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_survives_a_reload_and_hsts_is_sent() {
+    let lab = mock_lab("[security]\nlockout_failures = 2\nhsts_max_age = \"1d\"\n").await;
+    let mut attacker = connect_from(&lab.client, ip("127.0.0.1")).await.unwrap();
+    let wrong = basic("bob@lab.com", "wrong");
+    assert_eq!(attacker.send(ews_get(&wrong)).await.unwrap().status(), 401);
+    assert_eq!(attacker.send(ews_get(&wrong)).await.unwrap().status(), 401);
+    assert_eq!(attacker.send(ews_get(&wrong)).await.unwrap().status(), 429);
+
+    // A reload (the config rewritten, then SIGHUP) keeps the lockout.
+    let text = std::fs::read_to_string(&lab.config).unwrap();
+    std::fs::write(&lab.config, format!("{text}\n# reloaded\n")).unwrap();
+    lab.array.signal(libc::SIGHUP);
+    let admin = lab.addrs.admin;
+    wait_until(
+        "a successful reload",
+        Duration::from_secs(20),
+        || async move {
+            metric(
+                admin,
+                "casarray_config_reloads_total",
+                &[("result", "success")],
+            )
+            .await
+                >= 1.0
+        },
+    )
+    .await;
+    let mut again = connect_from(&lab.client, ip("127.0.0.1")).await.unwrap();
+    assert_eq!(again.send(ews_get(&wrong)).await.unwrap().status(), 429);
+
+    // HSTS on the members' answers.
+    let mut alice = connect_from(&lab.client, ip("127.0.0.2")).await.unwrap();
+    let r = alice
+        .send(ews_get(&basic("alice@lab.com", "Alice!lab1")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "strict-transport-security"), "max-age=86400");
 }
 
 fn owa_form(user: &str, password: &str) -> Request<Full<Bytes>> {
