@@ -21,8 +21,8 @@
 //!
 //! Memory is bounded: each table has a fixed number of entries per shard
 //! and evicts when full (first entries whose failures are all older than
-//! the window, then the entry seen longest ago that is not locked, and
-//! only when every entry is locked, the one whose lock ends first). The
+//! the window, then the sixteenth of the shard seen longest ago that is not
+//! locked, and only when every entry is locked, the locks that end first). The
 //! worst case, [`worst_case_bytes`], is 12.3 MiB with
 //! `lockout_failures = 20` (the default) and 32.3 MiB with 100, the most
 //! allowed: 32 768 addresses and 32 768 users with their failure records,
@@ -327,6 +327,12 @@ impl Table {
 
     /// Records a failure; returns the end of the lock it started.
     fn record(&self, key: u64, now: u32, limits: Limits) -> Option<u32> {
+        // The config allows 1..=100; anything else is clamped, never a
+        // division by zero or a truncated count.
+        let limits = Limits {
+            failures: limits.failures.clamp(1, u32::from(u16::MAX)),
+            ..limits
+        };
         let mut shard = lock(&self.shards[shard_of(key)]);
         if !shard.contains_key(&key) && shard.len() >= self.per_shard {
             let before = shard.len();
@@ -360,23 +366,37 @@ impl Table {
     }
 }
 
-/// Makes room in a full shard: stale entries first, else the unlocked entry
-/// seen longest ago, else the lock that ends first.
+/// Entries evicted at once from a full shard that has nothing stale: a
+/// sixteenth, so that a flood of new keys costs one scan per batch, not
+/// one per key.
+fn batch(per_shard: usize) -> usize {
+    (per_shard / 16).max(1)
+}
+
+/// Makes room in a full shard: stale entries first; else the unlocked
+/// entries seen longest ago (a batch); and only when every entry is locked,
+/// the locks that end first. Runs only when a shard is full (an attack on
+/// many addresses or users), so its scratch list is no request-path cost.
 fn evict(shard: &mut Map<Entry>, now: u32, window: u32) {
     let before = shard.len();
     shard.retain(|_, e| !e.is_stale(now, window));
     if shard.len() < before {
         return;
     }
-    let victim = shard
+    let mut order: Vec<((bool, u32), u64)> = shard
         .iter()
-        .min_by_key(|(_, e)| {
+        .map(|(k, e)| {
             let locked = e.is_locked(now);
-            (locked, if locked { e.locked_until } else { e.last })
+            ((locked, if locked { e.locked_until } else { e.last }), *k)
         })
-        .map(|(k, _)| *k);
-    if let Some(k) = victim {
-        shard.remove(&k);
+        .collect();
+    let n = batch(before).min(order.len());
+    if n == 0 {
+        return;
+    }
+    order.select_nth_unstable(n - 1);
+    for (_, k) in &order[..n] {
+        shard.remove(k);
     }
 }
 
@@ -419,10 +439,14 @@ impl KnownGood {
             let before = shard.len();
             shard.retain(|_, t| now.saturating_sub(*t) < KNOWN_GOOD_TTL);
             if shard.len() >= KNOWN_PER_SHARD {
-                let oldest = shard.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k);
-                if let Some(k) = oldest {
-                    shard.remove(&k);
-                }
+                // The pairs seen longest ago: those in the oldest sixteenth
+                // of the time span (at least the oldest one), without a
+                // scratch list, as this runs on a success.
+                let (oldest, newest) = shard
+                    .values()
+                    .fold((u32::MAX, 0), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+                let cut = oldest.saturating_add(newest.saturating_sub(oldest) / 16);
+                shard.retain(|_, t| *t > cut);
             }
             self.gauge.sub((before - shard.len()) as i64);
         }
@@ -669,6 +693,29 @@ mod tests {
             assert!(s.len() <= KNOWN_PER_SHARD);
             assert!(s.capacity() >= KNOWN_PER_SHARD);
         }
+    }
+
+    #[test]
+    fn out_of_range_limits_are_clamped() {
+        let l = Lockout::new(gauges());
+        let zero = Limits {
+            failures: 0,
+            window: 0,
+            lock: 0,
+        };
+        assert!(
+            !l.failure(1, Some(2), 5, zero).address,
+            "a window of 0 s counts nothing"
+        );
+        let one = Limits {
+            failures: 0,
+            window: 10,
+            lock: 10,
+        };
+        assert!(
+            l.failure(3, None, 5, one).address,
+            "0 failures is taken as 1"
+        );
     }
 
     #[test]
