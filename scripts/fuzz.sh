@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # Default: 90 s per target, every target (config_parse, rewrite_chunks,
-# request_head). Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly
+# request_head, shields_normalize). Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly
 # toolchain (`rustup toolchain install nightly`); without nightly it falls
 # back to RUSTC_BOOTSTRAP=1 on the stable toolchain. Set FUZZ_SANITIZER to
 # address (slower, also checks the C code of aws-lc and SQLite) or none
@@ -12,7 +12,8 @@
 # fuzz/corpus/<target>/ (ignored by git), seeded from fuzz/seeds/<target>/.
 # A crash leaves its input in fuzz/artifacts/<target>/ and the script exits
 # 1: fix the cause, then keep the input in fuzz/regressions/<target>/, where
-# tests/abuse.rs checks it on every `cargo test`.
+# tests/abuse.rs (tests/shields.rs for shields_normalize) checks it on every
+# `cargo test`.
 set -euo pipefail
 
 cd "$(dirname "$0")/../fuzz"
@@ -20,7 +21,7 @@ seconds="${1:-90}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(config_parse rewrite_chunks request_head)
+    targets=(config_parse rewrite_chunks request_head shields_normalize)
 fi
 sanitizer="${FUZZ_SANITIZER:-none}"
 

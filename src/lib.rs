@@ -6,7 +6,8 @@
 //! one accept loop), `proxy` (the HTTP side: forwarding, rewriting hooks,
 //! the array's own answers), `upstream` (members: selection, health,
 //! connections), `rewrite` (member names to array names), `metrics`,
-//! `api` (the admin API's typed model and its client), `admin` (the admin
+//! `api` (the admin API's typed model and its client), `security` (the
+//! Exchange shields, `allow_from`, failed-logon lockout), `admin` (the admin
 //! listener), `directory` (the array and its databases), `mock` (the mock
 //! mailbox server) and `lab` (the one-command lab); `serve` wires them.
 
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod mock;
 pub mod proxy;
 pub mod rewrite;
+pub mod security;
 pub mod serve;
 pub mod snapshot;
 pub mod tls;

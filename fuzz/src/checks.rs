@@ -2,7 +2,8 @@
 //!
 //! Each function panics when a property fails; a panic is what libFuzzer
 //! reports as a crash. This file is also compiled into the main crate's
-//! tests (tests/abuse.rs includes it by path), so it uses nothing but
+//! tests (tests/abuse.rs and tests/shields.rs include it by path), so it
+//! uses nothing but
 //! `casarray`, `bytes`, `http` and `std`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -467,5 +468,73 @@ fn check_hop_by_hop(mut headers: HeaderMap) {
                 "{n} changed"
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// shields_normalize
+
+/// The Exchange shields on any input: line 1 is a request target, the
+/// other lines header values (`cookie`, `authorization`, then headers the
+/// rules look at, in turn). Normalizing the target never panics and gives
+/// a fixed point (normalizing the result gives it back) whose path starts
+/// with `/` and holds no `?`, never more than one byte longer than the
+/// input; every rule, the credential parsers and the whole inspection of
+/// the fixed config's shields run on it without panicking.
+pub fn shields_normalize(data: &[u8]) {
+    use casarray::security::{credentials, normalize::normalize, rules, Cidr};
+    let (target, rest) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &b""[..]),
+    };
+    let once = normalize(target);
+    let twice = normalize(once.as_bytes());
+    assert_eq!(
+        once.as_bytes(),
+        twice.as_bytes(),
+        "normalizing is not a fixed point"
+    );
+    assert_eq!(once.query(), twice.query(), "the query moved");
+    assert!(once.path().starts_with(b"/"), "path without a leading /");
+    assert!(!once.path().contains(&b'?'), "a ? in the path");
+    assert!(
+        once.as_bytes().len() <= target.len() + 1,
+        "normalizing grew the target"
+    );
+
+    const NAMES: [&str; 6] = [
+        "cookie",
+        "authorization",
+        "x-anonresource-backend",
+        "x-commonaccesstoken",
+        "x-feserver",
+        "x-backend-diag-1",
+    ];
+    let mut headers = HeaderMap::new();
+    for (i, line) in rest.split(|&b| b == b'\n').enumerate() {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            headers.append(HeaderName::from_static(NAMES[i % NAMES.len()]), v);
+        }
+    }
+    let method = http::Method::POST;
+    let req = rules::Request {
+        method: &method,
+        target: &once,
+        headers: &headers,
+    };
+    for rule in rules::RULES {
+        let _ = rule.check(&req);
+    }
+    let _ = credentials::from_authorization(&headers);
+    let _ = credentials::owa_form_user(rest);
+    let _ = credentials::ntlm_authenticate(rest);
+    let _ = credentials::is_owa_logon_failure(rest);
+    let _ = String::from_utf8_lossy(target).parse::<Cidr>();
+    let peer: IpAddr = "127.0.0.1".parse().expect("an address");
+    let shields = &snapshot().http.shields;
+    for service in 0..snapshot().http.services.len() {
+        let mut h = headers.clone();
+        let _ = shields.inspect(service, peer, &method, target, &mut h);
+        assert!(h.get("x-feserver").is_none(), "an X-FEServer went through");
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
+use crate::security::Cidr;
+
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -39,6 +41,9 @@ pub struct Config {
     /// A `[[service]]` named like a built-in service takes that service's
     /// values as its defaults.
     pub services: Vec<ServiceConfig>,
+    /// `[security]`: the Exchange shields, failed-logon lockout and
+    /// response hardening.
+    pub security: SecurityConfig,
 }
 
 /// `[array]`: `New-ClientAccessArray -Name -Fqdn -Site`.
@@ -329,4 +334,55 @@ pub struct ServiceConfig {
     /// Rewrite member names in this service's bodies; default true for
     /// owa, ecp, autodiscover, oab and powershell, false for ews, eas, rpc, mapi.
     pub rewrite: bool,
+    /// `allow_from`: the client addresses that may use this service; others
+    /// get 403 from the array. `None`: everyone (the default, except the
+    /// built-in powershell service: loopback and the private ranges, see
+    /// [`Cidr::internal`]).
+    pub allow_from: Option<Vec<Cidr>>,
+}
+
+/// `[security]`. See README "Security".
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityConfig {
+    /// `exchange_shields`: refuse (403) the request shapes of the known
+    /// Exchange front-end exploit chains; default true.
+    pub exchange_shields: bool,
+    /// `disabled_rules`: shield rule ids turned off one by one (each a
+    /// known id); default none.
+    pub disabled_rules: Vec<String>,
+    /// `lockout_failures`: failed logons within `lockout_window` that lock
+    /// an address (or, smartly, a user) out; 1..=100, default 20.
+    pub lockout_failures: u32,
+    /// `lockout_window`: the sliding window failed logons are counted over;
+    /// whole seconds (rounded up), 1 s to 1 day, default 5 min.
+    pub lockout_window: Duration,
+    /// `lockout_time`: how long a lockout lasts (429 with `Retry-After`);
+    /// whole seconds (rounded up), 1 s to 30 days, default 15 min.
+    pub lockout_time: Duration,
+    /// `hsts_max_age`: send `Strict-Transport-Security: max-age=<seconds>`
+    /// with every answer from a member; whole seconds (rounded down, 0
+    /// allowed: it tells browsers to forget); default `None`, no header.
+    pub hsts_max_age: Option<Duration>,
+    /// `hsts_include_subdomains`: add `; includeSubDomains`; default false.
+    pub hsts_include_subdomains: bool,
+    /// `strip_version_headers`: remove the headers by which members tell
+    /// their software and build (`Server`, `X-Powered-By`,
+    /// `X-AspNet-Version`, `X-AspNetMvc-Version`, `X-OWA-Version`) from
+    /// their answers; default false.
+    pub strip_version_headers: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            exchange_shields: true,
+            disabled_rules: Vec::new(),
+            lockout_failures: 20,
+            lockout_window: Duration::from_secs(5 * 60),
+            lockout_time: Duration::from_secs(15 * 60),
+            hsts_max_age: None,
+            hsts_include_subdomains: false,
+            strip_version_headers: false,
+        }
+    }
 }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::model::{Affinity, HealthKind, ServiceConfig};
+use crate::security::Cidr;
 
 /// Which Exchange generation's load-balancing advice the built-in services
 /// follow. Chosen by `[array] profile`; default `exchange2013`.
@@ -71,6 +72,12 @@ const RESPONSE: Duration = Duration::from_secs(120);
 /// Every health path is `<prefix>/healthcheck.htm`, every response timeout
 /// 120 s.
 ///
+/// Remote PowerShell (`powershell`) is open to loopback and the private
+/// ranges only (`allow_from`, see [`Cidr::internal`]), as Microsoft advises:
+/// Exchange's management shell is for administrators on the internal
+/// network, and every remote-code-execution chain of the ProxyShell family
+/// ended there. The other services are open to every address.
+///
 /// Body rewriting (member names to the array's) is on for the web and
 /// admin pages and the XML manifests (owa, ecp, autodiscover, oab,
 /// powershell), and off where bodies carry users' mail (ews, eas) or are
@@ -107,6 +114,11 @@ pub fn exchange_profile(profile: Profile) -> Vec<ServiceConfig> {
         response_timeout: RESPONSE,
         affinity,
         rewrite,
+        allow_from: None,
+    };
+    let internal_only = |s: ServiceConfig| ServiceConfig {
+        allow_from: Some(Cidr::internal()),
+        ..s
     };
     vec![
         service("owa", "/owa", IDLE, true, pick(Affinity::Cookie)),
@@ -123,13 +135,13 @@ pub fn exchange_profile(profile: Profile) -> Vec<ServiceConfig> {
         service("rpc", "/rpc", IDLE_LONG, false, pick(Affinity::SourceIp)),
         service("mapi", "/mapi", IDLE_LONG, false, Affinity::None),
         service("oab", "/OAB", IDLE, true, Affinity::None),
-        service(
+        internal_only(service(
             "powershell",
             "/PowerShell",
             IDLE,
             true,
             pick(Affinity::SourceIp),
-        ),
+        )),
     ]
 }
 
@@ -178,6 +190,11 @@ mod tests {
         assert_eq!(find(&s, "owa").idle_timeout, IDLE);
         assert_eq!(find(&s, "eas").prefix, "/Microsoft-Server-ActiveSync");
         assert_eq!(find(&s, "ews").health, "/EWS/healthcheck.htm");
+        assert_eq!(find(&s, "powershell").allow_from, Some(Cidr::internal()));
+        assert!(s
+            .iter()
+            .filter(|s| s.name != "powershell")
+            .all(|s| s.allow_from.is_none()));
     }
 
     #[test]

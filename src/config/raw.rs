@@ -37,6 +37,8 @@ pub(crate) struct RawConfig {
     pub database: Vec<S<RawDatabase>>,
     #[serde(default)]
     pub service: Vec<S<RawService>>,
+    #[serde(default)]
+    pub security: Option<S<RawSecurity>>,
 }
 
 /// Only the `[array]` table; everything else is ignored.
@@ -182,6 +184,21 @@ pub(crate) struct RawService {
     pub response_timeout: Option<S<String>>,
     pub affinity: Option<S<String>>,
     pub rewrite: Option<bool>,
+    pub allow_from: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecurity {
+    pub exchange_shields: Option<bool>,
+    pub disabled_rules: Option<S<Vec<S<String>>>>,
+    /// Read as any integer so that a value out of range gets our message.
+    pub lockout_failures: Option<S<i64>>,
+    pub lockout_window: Option<S<String>>,
+    pub lockout_time: Option<S<String>>,
+    pub hsts_max_age: Option<S<String>>,
+    pub hsts_include_subdomains: Option<S<bool>>,
+    pub strip_version_headers: Option<bool>,
 }
 
 /// Parses the text into the raw structs; the error carries toml's message

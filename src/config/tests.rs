@@ -349,6 +349,7 @@ rewrite = true
             response_timeout: Duration::from_secs(300),
             affinity: Affinity::Header("x-user".into()),
             rewrite: true,
+            allow_from: None,
         }
     );
 }
@@ -458,7 +459,7 @@ fn toml_and_shape_errors() {
         ),
         (
             format!("{EXAMPLE}\n[listen2]\n"),
-            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `smtp`, `dag`, `member_tls`, `member`, `database`, `service`",
+            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `smtp`, `dag`, `member_tls`, `member`, `database`, `service`, `security`",
         ),
         (
             example_with("rise = 2", "rise = \"2\""),
@@ -998,4 +999,182 @@ fn parse_array_checks_only_the_array() {
         e.to_string(),
         format!("{}:1:1: missing key `array`", d.config.display())
     );
+}
+
+#[test]
+fn security_defaults_and_every_key() {
+    let d = dir();
+    let c = d.parse(MINIMAL).unwrap();
+    assert_eq!(
+        c.security,
+        SecurityConfig {
+            exchange_shields: true,
+            disabled_rules: vec![],
+            lockout_failures: 20,
+            lockout_window: Duration::from_secs(300),
+            lockout_time: Duration::from_secs(900),
+            hsts_max_age: None,
+            hsts_include_subdomains: false,
+            strip_version_headers: false,
+        }
+    );
+    assert_eq!(c.security, SecurityConfig::default());
+    let c = d
+        .parse(&minimal_with(
+            "\n[security]\nexchange_shields = false\n\
+             disabled_rules = [\"owassrf-powershell\", \"proxyshell-rps-cat\"]\n\
+             lockout_failures = 5\nlockout_window = \"1m\"\nlockout_time = \"1500ms\"\n\
+             hsts_max_age = \"365d\"\nhsts_include_subdomains = true\nstrip_version_headers = true\n",
+        ))
+        .unwrap();
+    assert_eq!(
+        c.security,
+        SecurityConfig {
+            exchange_shields: false,
+            disabled_rules: vec!["owassrf-powershell".into(), "proxyshell-rps-cat".into()],
+            lockout_failures: 5,
+            lockout_window: Duration::from_secs(60),
+            // Rounded up to whole seconds.
+            lockout_time: Duration::from_secs(2),
+            hsts_max_age: Some(Duration::from_secs(365 * 86_400)),
+            hsts_include_subdomains: true,
+            strip_version_headers: true,
+        }
+    );
+    // max-age=0 (tell browsers to forget) is allowed.
+    let c = d
+        .parse(&minimal_with("\n[security]\nhsts_max_age = \"0s\"\n"))
+        .unwrap();
+    assert_eq!(c.security.hsts_max_age, Some(Duration::ZERO));
+}
+
+#[test]
+fn security_errors() {
+    let d = dir();
+    let sec = |body: &str| minimal_with(&format!("\n[security]\n{body}\n"));
+    let rules = crate::security::rules::RULES
+        .iter()
+        .map(|r| r.id())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cases = [
+        (
+            sec("disabled_rules = [\"owassrf-powershell\", \"proxy-logon\"]"),
+            format!("F:16:41: security.disabled_rules: unknown rule \"proxy-logon\" (rules: {rules})"),
+        ),
+        (
+            sec("disabled_rules = [\"owassrf-powershell\", \"owassrf-powershell\"]"),
+            "F:16:41: security.disabled_rules: \"owassrf-powershell\" is listed twice".into(),
+        ),
+        (
+            sec("lockout_failures = 0"),
+            "F:16:20: security.lockout_failures: 0 is not within 1..=100".into(),
+        ),
+        (
+            sec("lockout_failures = 101"),
+            "F:16:20: security.lockout_failures: 101 is not within 1..=100".into(),
+        ),
+        (
+            sec("lockout_window = \"0s\""),
+            "F:16:18: security.lockout_window: 0s is not within 1s..=1d".into(),
+        ),
+        (
+            sec("lockout_window = \"2d\""),
+            "F:16:18: security.lockout_window: 2d is not within 1s..=1d".into(),
+        ),
+        (
+            sec("lockout_time = \"31d\""),
+            "F:16:16: security.lockout_time: 31d is not within 1s..=30d".into(),
+        ),
+        (
+            sec("lockout_time = \"soon\""),
+            "F:16:16: security.lockout_time: invalid duration \"soon\": expected a number (write a number and a unit: ms, s, m, h, d; like \"500ms\", \"1s\" or \"1h30m\")".into(),
+        ),
+        (
+            sec("hsts_include_subdomains = true"),
+            "F:16:1: security.hsts_include_subdomains: set hsts_max_age too (no header is sent without it)".into(),
+        ),
+        (
+            sec("exchange_shields = \"yes\""),
+            "F:16:20: invalid type: string \"yes\", expected a boolean".into(),
+        ),
+        (
+            sec("lockout = 3"),
+            "F:16:1: unknown key `lockout`, expected one of `exchange_shields`, `disabled_rules`, `lockout_failures`, `lockout_window`, `lockout_time`, `hsts_max_age`, `hsts_include_subdomains`, `strip_version_headers`".into(),
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
+}
+
+#[test]
+fn allow_from_per_service() {
+    let d = dir();
+    let find = |c: &Config, name: &str| {
+        c.services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .allow_from
+            .clone()
+    };
+    let internal = Some(crate::security::Cidr::internal());
+    // The built-in profile: PowerShell internal only, the rest open.
+    let c = d.parse(MINIMAL).unwrap();
+    assert_eq!(find(&c, "powershell"), internal);
+    assert_eq!(find(&c, "owa"), None);
+    // A [[service]] named powershell keeps it; others set their own.
+    let c = d
+        .parse(&minimal_with(
+            "\n[[service]]\nname = \"powershell\"\n\n[[service]]\nname = \"owa\"\n\
+             allow_from = [\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.7\"]\n\n[[service]]\nname = \"ews\"\n",
+        ))
+        .unwrap();
+    assert_eq!(find(&c, "powershell"), internal);
+    let owa: Vec<String> = find(&c, "owa")
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(owa, ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"]);
+    assert_eq!(find(&c, "ews"), None);
+    // Opened to everyone.
+    let c = d
+        .parse(&minimal_with(
+            "\n[[service]]\nname = \"powershell\"\nallow_from = [\"0.0.0.0/0\", \"::/0\"]\n",
+        ))
+        .unwrap();
+    assert_eq!(find(&c, "powershell").map(|a| a.len()), Some(2));
+
+    let svc = |list: &str| {
+        minimal_with(&format!(
+            "\n[[service]]\nname = \"owa\"\nallow_from = {list}\n"
+        ))
+    };
+    let cases = [
+        (
+            svc("[]"),
+            "F:17:14: service.allow_from: an empty list lets nobody in (leave it out to let everyone in, or write [\"0.0.0.0/0\", \"::/0\"])",
+        ),
+        (
+            svc("[\"10.0.0.1/8\"]"),
+            "F:17:15: service.allow_from: \"10.0.0.1/8\" has bits set after the prefix (did you mean 10.0.0.0/8?)",
+        ),
+        (
+            svc("[\"10.0.0.0/8\", \"intranet\"]"),
+            "F:17:29: service.allow_from: \"intranet\" is not an IP address or a range like 10.0.0.0/8 or fc00::/7",
+        ),
+        (
+            svc("[\"::/129\"]"),
+            "F:17:15: service.allow_from: \"::/129\": the prefix length must be 0 to 128",
+        ),
+        (
+            svc("\"10.0.0.0/8\""),
+            "F:17:14: invalid type: string \"10.0.0.0/8\", expected a sequence",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(d.error(&text), want);
+    }
 }

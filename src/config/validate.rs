@@ -12,6 +12,7 @@ use super::profile::{exchange_profile, Profile};
 use super::raw::*;
 use super::span::{key_start, position};
 use super::values;
+use crate::security::Cidr;
 
 /// Default `site` (Active Directory's first site).
 const DEFAULT_SITE: &str = "Default-First-Site-Name";
@@ -42,6 +43,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let members = cx.members(raw.member.as_ref(), &member_tls)?;
     let databases = cx.databases(&raw.database)?;
     let services = cx.services(&raw.service, profile)?;
+    let security = cx.security(raw.security.as_ref())?;
     if let (Some(addr), Some(value)) = (listen.smtp, raw.listen.get_ref().smtp.as_ref()) {
         if members.iter().all(|m| m.smtp.is_none()) {
             return Err(cx.at_value(
@@ -66,6 +68,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         members,
         databases,
         services,
+        security,
     })
 }
 
@@ -693,6 +696,10 @@ impl Ctx<'_> {
                 None => base.map_or(Affinity::None, |b| b.affinity.clone()),
             };
             let rewrite = s.rewrite.unwrap_or(base.is_some_and(|b| b.rewrite));
+            let allow_from = match &s.allow_from {
+                Some(list) => Some(self.allow_from(list)?),
+                None => base.and_then(|b| b.allow_from.clone()),
+            };
             services.push(ServiceConfig {
                 name: name.clone(),
                 prefix,
@@ -702,9 +709,122 @@ impl Ctx<'_> {
                 response_timeout,
                 affinity,
                 rewrite,
+                allow_from,
             });
         }
         Ok(services)
+    }
+
+    /// `[[service]] allow_from`: a non-empty list of addresses and ranges.
+    fn allow_from(&self, list: &S<Vec<S<String>>>) -> Result<Vec<Cidr>, ConfigError> {
+        if list.get_ref().is_empty() {
+            return Err(self.at_value(
+                list.span(),
+                "service.allow_from: an empty list lets nobody in (leave it out to let everyone in, or write [\"0.0.0.0/0\", \"::/0\"])".into(),
+            ));
+        }
+        list.get_ref()
+            .iter()
+            .map(|c| {
+                self.check("service.allow_from", c, |t| {
+                    t.parse::<Cidr>().map_err(|e| e.to_string())
+                })
+            })
+            .collect()
+    }
+
+    fn security(&self, raw: Option<&S<RawSecurity>>) -> Result<SecurityConfig, ConfigError> {
+        let defaults = SecurityConfig::default();
+        let Some(r) = raw.map(S::get_ref) else {
+            return Ok(defaults);
+        };
+        let mut disabled_rules: Vec<String> = Vec::new();
+        for id in r.disabled_rules.iter().flat_map(|l| l.get_ref()) {
+            let name = id.get_ref();
+            if crate::security::rules::index_of(name).is_none() {
+                let known: Vec<&str> = crate::security::rules::RULES
+                    .iter()
+                    .map(|r| r.id())
+                    .collect();
+                return Err(self.at_value(
+                    id.span(),
+                    format!(
+                        "security.disabled_rules: unknown rule \"{name}\" (rules: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if disabled_rules.contains(name) {
+                return Err(self.at_value(
+                    id.span(),
+                    format!("security.disabled_rules: \"{name}\" is listed twice"),
+                ));
+            }
+            disabled_rules.push(name.clone());
+        }
+        let lockout_failures = match &r.lockout_failures {
+            Some(n) => self.check("security.lockout_failures", n, |n| {
+                u32::try_from(*n)
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| format!("{n} is not within 1..=100"))
+            })?,
+            None => defaults.lockout_failures,
+        };
+        let seconds = |key: &str, value: Option<&S<String>>, default: Duration, max: Duration| {
+            let Some(value) = value else {
+                return Ok(default);
+            };
+            let d = self.check(key, value, |s| parse_duration(s))?;
+            let whole = Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0));
+            if whole < Duration::from_secs(1) || whole > max {
+                return Err(self.at_value(
+                    value.span(),
+                    format!(
+                        "{key}: {} is not within 1s..={}",
+                        value.get_ref(),
+                        super::format_duration(max)
+                    ),
+                ));
+            }
+            Ok(whole)
+        };
+        let lockout_window = seconds(
+            "security.lockout_window",
+            r.lockout_window.as_ref(),
+            defaults.lockout_window,
+            Duration::from_secs(24 * 3600),
+        )?;
+        let lockout_time = seconds(
+            "security.lockout_time",
+            r.lockout_time.as_ref(),
+            defaults.lockout_time,
+            Duration::from_secs(30 * 24 * 3600),
+        )?;
+        let hsts_max_age = match &r.hsts_max_age {
+            Some(v) => {
+                let d = self.check("security.hsts_max_age", v, |s| parse_duration(s))?;
+                Some(Duration::from_secs(d.as_secs()))
+            }
+            None => None,
+        };
+        let include_subdomains = r.hsts_include_subdomains.as_ref();
+        if let (None, Some(v)) = (&hsts_max_age, include_subdomains.filter(|v| *v.get_ref())) {
+            return Err(self.at_key(
+                v.span(),
+                "security.hsts_include_subdomains: set hsts_max_age too (no header is sent without it)".into(),
+            ));
+        }
+        Ok(SecurityConfig {
+            exchange_shields: r.exchange_shields.unwrap_or(defaults.exchange_shields),
+            disabled_rules,
+            lockout_failures,
+            lockout_window,
+            lockout_time,
+            hsts_max_age,
+            hsts_include_subdomains: include_subdomains.is_some_and(|v| *v.get_ref()),
+            strip_version_headers: r.strip_version_headers.unwrap_or(false),
+        })
     }
 }
 

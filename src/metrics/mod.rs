@@ -92,6 +92,23 @@ pub struct Metrics {
     /// the member with the mailbox's active copy), `fallback` (that member
     /// could not take it), `unknown` (no mailbox found, or no DAG map).
     pub mailbox_routing: IntCounterVec,
+    // --- security (issue 18): the shields, allow_from, lockout ---
+    /// `casarray_blocked_requests_total{rule}`: requests refused (403) by a
+    /// shield rule, or by `allow_from` (rule "allow-from"); one series per
+    /// rule from the first scrape.
+    pub blocked_requests: IntCounterVec,
+    /// `casarray_failed_logons_total{kind}`: failed logons seen (kind
+    /// "basic", "ntlm" or "owa-form").
+    pub failed_logons: IntCounterVec,
+    /// `casarray_lockouts_total{scope}`: lockouts started (scope "address"
+    /// or "user").
+    pub lockouts: IntCounterVec,
+    /// `casarray_locked_out_requests_total{scope}`: requests answered 429
+    /// because of a lockout.
+    pub locked_out_requests: IntCounterVec,
+    /// `casarray_lockout_entries{table}`: entries in the lockout tables
+    /// ("addresses", "users", "known_good").
+    pub lockout_entries: IntGaugeVec,
     /// Serialises scrapes: each resets and refills the member series.
     scrape: Arc<Mutex<()>>,
 }
@@ -264,6 +281,55 @@ impl Metrics {
         registry.register(Box::new(database_failovers.clone()))?;
         registry.register(Box::new(mailbox_routing.clone()))?;
         registry.register(Box::new(ProcessCollector::new()?))?;
+        // --- security (issue 18) ---
+        let counter = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &[label])
+        };
+        let blocked_requests = counter(
+            "casarray_blocked_requests_total",
+            "Requests refused with 403 by a shield rule or by allow_from, by rule.",
+            "rule",
+        )?;
+        let failed_logons = counter(
+            "casarray_failed_logons_total",
+            "Failed logons seen in members' answers, by kind (basic, ntlm, owa-form).",
+            "kind",
+        )?;
+        let lockouts = counter(
+            "casarray_lockouts_total",
+            "Lockouts started after too many failed logons, by scope (address, user).",
+            "scope",
+        )?;
+        let locked_out_requests = counter(
+            "casarray_locked_out_requests_total",
+            "Requests answered 429 because of a lockout, by scope.",
+            "scope",
+        )?;
+        let lockout_entries = IntGaugeVec::new(
+            Opts::new(
+                "casarray_lockout_entries",
+                "Entries in the lockout tables (addresses, users, known_good).",
+            ),
+            &["table"],
+        )?;
+        for rule in crate::security::blocked_labels() {
+            blocked_requests.with_label_values(&[rule]);
+        }
+        for kind in crate::security::Kind::ALL {
+            failed_logons.with_label_values(&[kind.label()]);
+        }
+        for scope in crate::security::Scope::ALL {
+            lockouts.with_label_values(&[scope.label()]);
+            locked_out_requests.with_label_values(&[scope.label()]);
+        }
+        for table in ["addresses", "users", "known_good"] {
+            lockout_entries.with_label_values(&[table]);
+        }
+        registry.register(Box::new(blocked_requests.clone()))?;
+        registry.register(Box::new(failed_logons.clone()))?;
+        registry.register(Box::new(lockouts.clone()))?;
+        registry.register(Box::new(locked_out_requests.clone()))?;
+        registry.register(Box::new(lockout_entries.clone()))?;
         // Known without a config: present from the first scrape.
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
@@ -292,6 +358,11 @@ impl Metrics {
             database_active,
             database_failovers,
             mailbox_routing,
+            blocked_requests,
+            failed_logons,
+            lockouts,
+            locked_out_requests,
+            lockout_entries,
             scrape: Arc::new(Mutex::new(())),
         })
     }
@@ -399,6 +470,27 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn security_series_are_there_from_the_start() {
+        let text = Metrics::new().unwrap().render();
+        for series in [
+            "casarray_blocked_requests_total{rule=\"proxylogon-anonresource\"} 0",
+            "casarray_blocked_requests_total{rule=\"owassrf-powershell\"} 0",
+            "casarray_blocked_requests_total{rule=\"allow-from\"} 0",
+            "casarray_failed_logons_total{kind=\"owa-form\"} 0",
+            "casarray_lockouts_total{scope=\"user\"} 0",
+            "casarray_locked_out_requests_total{scope=\"address\"} 0",
+            "casarray_lockout_entries{table=\"known_good\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+        let rules = text
+            .lines()
+            .filter(|l| l.starts_with("casarray_blocked_requests_total{"))
+            .count();
+        assert_eq!(rules, crate::security::rules::RULES.len() + 1);
     }
 
     #[cfg(target_os = "linux")]

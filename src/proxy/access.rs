@@ -33,6 +33,10 @@ pub struct AccessRecord {
     /// Request body bytes read, shared with the request body.
     pub bytes_in: Option<Arc<AtomicU64>>,
     pub bytes_out: u64,
+    /// The security rule that refused the request (a shield rule's id,
+    /// `allow-from`, `lockout-address` or `lockout-user`); logged as
+    /// `rule` on those lines only.
+    pub rule: Option<&'static str>,
 }
 
 impl AccessRecord {
@@ -59,6 +63,7 @@ impl AccessRecord {
             held_ms: 0,
             bytes_in: None,
             bytes_out: 0,
+            rule: None,
         }))
     }
 
@@ -68,6 +73,23 @@ impl AccessRecord {
             .bytes_in
             .as_ref()
             .map_or(0, |b| b.load(Ordering::Relaxed));
+        if let Some(rule) = self.rule {
+            tracing::info!(
+                target: "access",
+                client = %self.client,
+                method = %self.method,
+                path = %self.path,
+                service = %self.service,
+                member = %self.member,
+                status = self.status,
+                bytes_in,
+                bytes_out = self.bytes_out,
+                duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                retries = self.retries,
+                rule,
+            );
+            return;
+        }
         tracing::info!(
             target: "access",
             client = %self.client,

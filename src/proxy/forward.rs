@@ -33,6 +33,7 @@ use super::mailbox::{self, MailboxId};
 use super::peek;
 use super::respond;
 use super::routing;
+use super::shield;
 use super::validate;
 use crate::dag::{Dag, Route as DagRoute};
 use crate::errors::error_chain;
@@ -119,6 +120,11 @@ pub async fn handle(
         }
     };
     let svc = &snap.http.services[s];
+    // shield (issue 18): Exchange shields, allow_from, lockout; 403/429 here.
+    let req = match shield::check(&snap, ctx, s, req, &mut log).await {
+        Ok(req) => req,
+        Err(resp) => return Ok(local(metrics, log, &svc.name, "none", resp)),
+    };
     let connection_auth = conn::is_connection_auth(req.headers());
     if connection_auth && ctx.h2 {
         return Err(ConnError::http11_required());
@@ -248,6 +254,7 @@ async fn forward_pooled(
         let guard = member.state.begin_request();
         let failure = match attempt(snap, svc, (m, s), &out).await {
             Ok((resp, sender)) => {
+                shield::observe(snap, ctx, &out.parts, &resp); // shield: failed logons
                 if names_another_server(resp.headers(), &member.name) {
                     // The mailbox lives elsewhere than the map says.
                     dag.refresh();
@@ -427,6 +434,7 @@ async fn forward_pinned(
     };
     match tokio::time::timeout(svc.response_timeout, sent).await {
         Ok(Ok(resp)) => {
+            shield::observe(snap, ctx, &out.parts, &resp); // shield: failed logons
             drop(slot);
             Ok(answer(snap, (m, s), resp, (guard, None), 1, out))
         }
@@ -686,6 +694,7 @@ fn respond_from_member(
     if header_rewrites > 0 {
         svc.rewrites.inc_by(header_rewrites as u64);
     }
+    shield::harden(snap, &mut parts.headers); // shield: HSTS, version headers
     let body = IdleTimeout::new(body, svc.idle_timeout);
     let body: ProxyBody = if svc.rewrite
         && !body.is_end_stream()

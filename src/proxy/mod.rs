@@ -14,6 +14,7 @@ pub mod peek;
 pub mod redirect;
 pub mod respond;
 pub mod routing;
+pub mod shield;
 pub mod validate;
 
 pub use crate::BoxError;

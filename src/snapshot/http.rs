@@ -15,6 +15,7 @@ use super::router::Router;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::rewrite::{MemberIdentity, RewritePlan};
+use crate::security::Shields;
 
 /// A service with its metric handles resolved once.
 #[derive(Debug)]
@@ -67,11 +68,16 @@ pub struct Frontend {
     pub public_origin: HeaderValue,
     /// The array's first public name (what redirects name by default).
     pub public_name: String,
+    /// The Exchange shields, allow_from and lockout of this config; the
+    /// lockout tables are handed on from the snapshot this one replaces.
+    pub shields: Arc<Shields>,
 }
 
 impl Frontend {
     /// The HTTP side of `cfg`; every service's series exist from here on.
-    pub fn build(cfg: &Config, metrics: &Metrics) -> Self {
+    /// The lockout tables are handed on from `previous` (the frontend this
+    /// one replaces).
+    pub fn build(cfg: &Config, metrics: &Metrics, previous: Option<&Frontend>) -> Self {
         let router = Router::new(&cfg.services);
         let services = cfg
             .services
@@ -143,6 +149,7 @@ impl Frontend {
             hosts: hosts.into_boxed_slice(),
             public_origin,
             public_name: public,
+            shields: Arc::new(Shields::build(cfg, metrics, previous.map(|p| &*p.shields))),
         }
     }
 

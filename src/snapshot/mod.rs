@@ -39,10 +39,14 @@ impl Snapshot {
         metrics: &Metrics,
         previous: Option<&Snapshot>,
     ) -> Result<Self, UpstreamError> {
-        let previous = previous.map(|p| (&*p.upstreams, &*p.cfg));
-        let upstreams = Arc::new(Upstreams::build(&cfg, registry, metrics, previous)?);
+        let upstreams = Arc::new(Upstreams::build(
+            &cfg,
+            registry,
+            metrics,
+            previous.map(|p| (&*p.upstreams, &*p.cfg)),
+        )?);
         Ok(Snapshot {
-            http: Frontend::build(&cfg, metrics),
+            http: Frontend::build(&cfg, metrics, previous.map(|p| &p.http)),
             upstreams,
             cfg,
         })

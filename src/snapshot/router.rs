@@ -65,6 +65,7 @@ mod tests {
             response_timeout: Duration::from_secs(1),
             affinity: Affinity::None,
             rewrite: false,
+            allow_from: None,
         }
     }
 

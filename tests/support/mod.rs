@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod shields;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -254,27 +255,7 @@ pub fn spawn_array_with(config: &Path, args: &[&str], log: Option<&Path>) -> (Pr
         .spawn()
         .expect("spawn casarray serve");
     let stdout = child.stdout.take().unwrap();
-    let addrs = wait_line("casarray", stdout, |l| {
-        let rest = l.strip_prefix("casarray serving https://")?;
-        let (https, rest) = rest.split_once(' ')?;
-        let inside = rest.strip_prefix("(admin http://")?.strip_suffix(')')?;
-        let mut parts = inside.split(", ");
-        let admin = parts.next()?;
-        let (mut redirect, mut smtp) = (None, None);
-        for part in parts {
-            match part.split_once(' ')? {
-                ("redirect", a) => redirect = Some(a.strip_prefix("http://")?.parse().ok()?),
-                ("smtp", a) => smtp = Some(a.parse().ok()?),
-                _ => return None,
-            }
-        }
-        Some(ArrayAddrs {
-            https: https.parse().ok()?,
-            admin: admin.parse().ok()?,
-            redirect,
-            smtp,
-        })
-    });
+    let addrs = wait_line("casarray", stdout, ready_line);
     (
         Proc {
             child,
@@ -282,6 +263,30 @@ pub fn spawn_array_with(config: &Path, args: &[&str], log: Option<&Path>) -> (Pr
         },
         addrs,
     )
+}
+
+/// The addresses of `casarray serving https://A (admin http://B[, redirect
+/// http://C][, smtp D])`, the readiness line.
+pub fn ready_line(l: &str) -> Option<ArrayAddrs> {
+    let rest = l.strip_prefix("casarray serving https://")?;
+    let (https, rest) = rest.split_once(' ')?;
+    let inside = rest.strip_prefix("(admin http://")?.strip_suffix(')')?;
+    let mut parts = inside.split(", ");
+    let admin = parts.next()?;
+    let (mut redirect, mut smtp) = (None, None);
+    for part in parts {
+        match part.split_once(' ')? {
+            ("redirect", a) => redirect = Some(a.strip_prefix("http://")?.parse().ok()?),
+            ("smtp", a) => smtp = Some(a.parse().ok()?),
+            _ => return None,
+        }
+    }
+    Some(ArrayAddrs {
+        https: https.parse().ok()?,
+        admin: admin.parse().ok()?,
+        redirect,
+        smtp,
+    })
 }
 
 /// A member line for a config.
