@@ -18,41 +18,30 @@
 //! Every response carries `X-FEServer`, `X-BEServer` and `X-DiagInfo` with
 //! the server's name, and `X-Mock-Connection` with the number of the TCP
 //! connection that carried it (counted from 1 per process); on a
-//! connection logged in with NTLM, `X-Mock-User` names the mailbox. `/mock/*` switches (fail or heal one service, add
-//! latency, read the state) exist for tests and demos.
+//! connection logged in with NTLM, `X-Mock-User` names the mailbox.
+//! `/mock/*` switches (fail or heal one service, add latency, read the
+//! state) exist for tests and demos.
+//!
+//! Rooms: `http` (the listener, the router and one file per Exchange
+//! endpoint, EWS in `http::ews`), `auth` (Basic, the NTLM connection login,
+//! OWA session cookies), `store` (the SQLite mail store), `format` (XML and
+//! dates), `users` (the lab's mailboxes and databases), `pem` (key and
+//! certificate files), `shared` (what every handler sees).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod auth;
-mod autodiscover;
-mod clock;
-mod conn_login;
-mod control;
-mod ews;
-mod ews_find;
-mod ews_folders;
-mod ews_items;
-mod ews_xml;
-mod form;
-mod health;
-mod ids;
-mod mapi;
-pub mod ntlm;
-mod other;
-mod owa;
+mod format;
+mod http;
 mod pem;
-mod request;
-mod response;
-mod rpc;
-mod server;
-mod session;
+mod shared;
 mod store;
 mod users;
-mod xml;
 
-pub use server::MockServer;
+pub use auth::ntlm;
+pub use http::server::MockServer;
 pub use users::{LAB_DATABASES, LAB_USERS};
 
 /// `casarray mock-server`: one mock mailbox server.

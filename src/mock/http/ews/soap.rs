@@ -4,10 +4,10 @@
 
 use std::fmt::Write as _;
 
-use super::clock;
-use super::ids;
-use super::store::{FolderCounts, Item};
-use super::xml::escape;
+use crate::mock::format::clock;
+use crate::mock::format::xml::escape;
+use crate::mock::http::ids;
+use crate::mock::store::{FolderCounts, Item};
 
 pub const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const MESSAGES_NS: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
@@ -257,9 +257,9 @@ pub fn message(item: &Item, shape: Shape, name_of: &dyn Fn(&str) -> String) -> S
 
 #[cfg(test)]
 mod tests {
-    use super::super::store::BodyType;
-    use super::super::xml;
     use super::*;
+    use crate::mock::format::xml;
+    use crate::mock::store::BodyType;
 
     fn item() -> Item {
         Item {

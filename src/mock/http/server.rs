@@ -1,5 +1,5 @@
-//! The listener and the router: accepts connections (plain or TLS), serves
-//! HTTP/1.1 and HTTP/2 with hyper, and sends each request to its area.
+//! The listener: accepts connections (plain or TLS) and serves HTTP/1.1
+//! and HTTP/2 with hyper, each request going to the router.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,9 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use http::header::HeaderValue;
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -20,14 +17,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::conn_login::{ConnLogin, Step};
-use super::health::{self, HealthState};
-use super::request::under;
-use super::response::{self, Body};
-use super::rpc::RpcStats;
-use super::session::Sealer;
-use super::store::Store;
-use super::{autodiscover, control, ews, mapi, other, owa, pem, rpc, MockArgs};
+use crate::mock::auth::conn_login::ConnLogin;
+use crate::mock::auth::session::Sealer;
+use crate::mock::http::health::HealthState;
+use crate::mock::http::router::handle;
+use crate::mock::http::rpc::RpcStats;
+use crate::mock::pem;
+use crate::mock::shared::Shared;
+use crate::mock::store::Store;
+use crate::mock::MockArgs;
 
 /// How long a TLS handshake may take: 10 s.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,43 +34,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause after a failed `accept` (for example out of file descriptors):
 /// 50 ms.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-/// What every request handler sees.
-#[derive(Debug)]
-pub struct Shared {
-    /// The server's name (`EX1`), sent in `X-FEServer`.
-    pub name: String,
-    /// The server's own fqdn (`ex1.lab.local`), in every URL it writes.
-    pub fqdn: String,
-    pub store: Store,
-    pub sealer: Sealer,
-    pub health: HealthState,
-    /// Added latency for every non-`/mock` request, milliseconds.
-    pub latency_ms: AtomicU64,
-    pub rpc: RpcStats,
-    /// Connections accepted so far; each one's number is its
-    /// `X-Mock-Connection`.
-    pub connections: AtomicU64,
-}
-
-#[cfg(test)]
-impl Shared {
-    /// A server EX1 (ex1.lab.local) on a fresh store, for unit tests.
-    pub(crate) fn for_tests() -> (tempfile::TempDir, Shared) {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = Shared {
-            name: "EX1".into(),
-            fqdn: "ex1.lab.local".into(),
-            store: super::store::Store::open(dir.path()).unwrap(),
-            sealer: super::session::Sealer::ephemeral().unwrap(),
-            health: Default::default(),
-            latency_ms: Default::default(),
-            rpc: Default::default(),
-            connections: Default::default(),
-        };
-        (dir, shared)
-    }
-}
 
 /// A bound mock server, not yet serving.
 pub struct MockServer {
@@ -226,62 +187,5 @@ async fn serve_connection(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
-}
-
-/// Routes one request that arrived on the connection `login` tracks, and
-/// stamps the server headers on the answer: `X-FEServer` (and
-/// `X-BEServer`, `X-DiagInfo`), `X-Mock-Connection` with the connection's
-/// number, and `X-Mock-User` with the address the connection logged in as
-/// over NTLM, if it did.
-pub async fn handle(
-    shared: Arc<Shared>,
-    login: &ConnLogin,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    let path = req.uri().path().to_ascii_lowercase();
-    let mut resp = if under(&path, "/mock") {
-        control::handle(&shared, req.method(), &path, req.uri())
-    } else {
-        let latency = shared.latency_ms.load(Ordering::Relaxed);
-        if latency > 0 {
-            tokio::time::sleep(Duration::from_millis(latency)).await;
-        }
-        match login.step(&shared, &path, req).await {
-            Step::Answer(resp) => resp,
-            Step::Route(req) => route(&shared, &path, req).await,
-        }
-    };
-    let headers = resp.headers_mut();
-    if let Ok(name) = HeaderValue::from_str(&shared.name) {
-        headers.insert("x-feserver", name.clone());
-        headers.insert("x-beserver", name.clone());
-        headers.insert("x-diaginfo", name);
-    }
-    headers.insert("x-mock-connection", HeaderValue::from(login.id()));
-    if let Some(user) = login.user() {
-        if let Ok(v) = HeaderValue::from_str(&user.address) {
-            headers.insert("x-mock-user", v);
-        }
-    }
-    resp
-}
-
-async fn route(shared: &Arc<Shared>, path: &str, req: Request<Incoming>) -> Response<Body> {
-    if let Some(service) = health::health_page(path) {
-        return if matches!(*req.method(), Method::GET | Method::HEAD) {
-            health::page(&shared.health, service, &shared.name)
-        } else {
-            response::status(StatusCode::METHOD_NOT_ALLOWED)
-        };
-    }
-    match health::service_of(path) {
-        Some("autodiscover") => autodiscover::handle(shared, path, req).await,
-        Some("owa") => owa::handle(shared, path, req).await,
-        Some("ews") => ews::handle(shared, path, req).await,
-        Some("rpc") => rpc::handle(shared, path, req).await,
-        Some("mapi") => mapi::handle(shared, path, req).await,
-        Some(service) => other::handle(shared, service, req).await,
-        None => response::status(StatusCode::NOT_FOUND),
     }
 }

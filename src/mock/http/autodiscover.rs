@@ -8,13 +8,14 @@ use std::fmt::Write as _;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::auth;
-use super::request::read_body;
-use super::response::{self, Body};
-use super::server::Shared;
-use super::store;
-use super::users::{self, Mailbox};
-use super::xml::{self, escape};
+use crate::mock::auth;
+use crate::mock::format::clock;
+use crate::mock::format::xml::{self, escape};
+use crate::mock::http::request::read_body;
+use crate::mock::http::response::{self, Body};
+use crate::mock::shared::Shared;
+use crate::mock::store;
+use crate::mock::users::{self, Mailbox};
 
 const RESPONSE_NS: &str = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006";
 /// The only response schema served: Outlook's.
@@ -90,7 +91,7 @@ fn ok_xml(body: String) -> Response<Body> {
 
 /// A POX error answer (HTTP 200, as Exchange sends it).
 fn error(shared: &Shared, code: u32, message: &str) -> Response<Body> {
-    let now = store::unix_now();
+    let now = clock::unix_now();
     let time = format!(
         "{:02}:{:02}:{:02}.0000000",
         now.rem_euclid(86_400) / 3600,

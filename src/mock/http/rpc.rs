@@ -25,9 +25,9 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::request::{query_param, read_body};
-use super::response::{self, Body};
-use super::server::Shared;
+use crate::mock::http::request::{query_param, read_body};
+use crate::mock::http::response::{self, Body};
+use crate::mock::shared::Shared;
 
 /// What `RPC_OUT_DATA` declares: 1 GiB, as Outlook's RPC proxy does.
 pub const OUT_DECLARED_LENGTH: u64 = 1 << 30;

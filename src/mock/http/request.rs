@@ -5,8 +5,8 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::form;
-use super::response::{self, Body};
+use crate::mock::http::form;
+use crate::mock::http::response::{self, Body};
 
 /// The largest body read whole (SOAP, POX, forms): 4 MiB.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;

@@ -7,12 +7,12 @@
 
 use rusqlite::Connection;
 
-use super::ews_folders::{folder_id_elements, resolve, FolderRef};
-use super::ews_xml::{self, Code, Shape};
-use super::ids;
-use super::store::{self, BodyType, Delivery, NewMessage, StoreError};
-use super::users::Mailbox;
-use super::xml::{escape, Element};
+use crate::mock::format::xml::{escape, Element};
+use crate::mock::http::ews::folders::{folder_id_elements, resolve, FolderRef};
+use crate::mock::http::ews::soap::{self, Code, Shape};
+use crate::mock::http::ids;
+use crate::mock::store::{self, BodyType, Delivery, NewMessage, StoreError};
+use crate::mock::users::Mailbox;
 
 /// `MessageDisposition`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +56,9 @@ pub fn create_item(
 ) -> Result<String, StoreError> {
     const OP: &str = "CreateItem";
     let fail = |code| {
-        Ok(ews_xml::operation_response(
+        Ok(soap::operation_response(
             OP,
-            &[ews_xml::response_message(OP, code, "<m:Items/>")],
+            &[soap::response_message(OP, code, "<m:Items/>")],
         ))
     };
     let Some(items) = op.child("Items") else {
@@ -86,7 +86,7 @@ pub fn create_item(
     let mut messages = Vec::new();
     for el in &items.children {
         if el.name != "Message" {
-            messages.push(ews_xml::response_message(
+            messages.push(soap::response_message(
                 OP,
                 Code::ErrorInvalidOperation,
                 "<m:Items/>",
@@ -94,7 +94,7 @@ pub fn create_item(
             continue;
         }
         let Some(disposition) = disposition else {
-            messages.push(ews_xml::response_message(
+            messages.push(soap::response_message(
                 OP,
                 Code::ErrorMessageDispositionRequired,
                 "<m:Items/>",
@@ -110,7 +110,7 @@ pub fn create_item(
                     escape(&ids::item_id(id)),
                     ids::CHANGE_KEY
                 );
-                ews_xml::response_message(OP, Code::NoError, &content)
+                soap::response_message(OP, Code::NoError, &content)
             }
             Disposition::SendOnly | Disposition::SendAndSaveCopy => {
                 let copy = (disposition == Disposition::SendAndSaveCopy)
@@ -118,11 +118,11 @@ pub fn create_item(
                 match store::send(conn, &msg, copy)? {
                     Delivery::Delivered { .. } => {
                         tracing::info!(from = %me.address, to = ?msg.to, "EWS message sent");
-                        ews_xml::response_message(OP, Code::NoError, "<m:Items/>")
+                        soap::response_message(OP, Code::NoError, "<m:Items/>")
                     }
                     Delivery::InvalidRecipients(bad) => {
                         tracing::info!(from = %me.address, ?bad, "EWS send refused");
-                        ews_xml::response_message(OP, Code::ErrorInvalidRecipients, "<m:Items/>")
+                        soap::response_message(OP, Code::ErrorInvalidRecipients, "<m:Items/>")
                     }
                 }
             }
@@ -132,7 +132,7 @@ pub fn create_item(
     if messages.is_empty() {
         return fail(Code::ErrorInvalidRequest);
     }
-    Ok(ews_xml::operation_response(OP, &messages))
+    Ok(soap::operation_response(OP, &messages))
 }
 
 /// `GetItem`: one response message per `ItemId`.
@@ -144,7 +144,7 @@ pub fn get_item(conn: &Connection, me: &Mailbox, op: &Element) -> Result<String,
     let mut messages = Vec::new();
     for el in ids_el.iter().flat_map(|i| i.children_named("ItemId")) {
         let Some(id) = el.attr("Id").and_then(ids::parse_item_id) else {
-            messages.push(ews_xml::response_message(
+            messages.push(soap::response_message(
                 OP,
                 Code::ErrorInvalidIdMalformed,
                 "<m:Items/>",
@@ -152,32 +152,32 @@ pub fn get_item(conn: &Connection, me: &Mailbox, op: &Element) -> Result<String,
             continue;
         };
         let message = match store::get_item(conn, &me.address, id)? {
-            Some(item) => ews_xml::response_message(
+            Some(item) => soap::response_message(
                 OP,
                 Code::NoError,
                 &format!(
                     "<m:Items>{}</m:Items>",
-                    ews_xml::message(&item, Shape::Full, &name_of)
+                    soap::message(&item, Shape::Full, &name_of)
                 ),
             ),
-            None => ews_xml::response_message(OP, Code::ErrorItemNotFound, "<m:Items/>"),
+            None => soap::response_message(OP, Code::ErrorItemNotFound, "<m:Items/>"),
         };
         messages.push(message);
     }
     if messages.is_empty() {
-        messages.push(ews_xml::response_message(
+        messages.push(soap::response_message(
             OP,
             Code::ErrorInvalidRequest,
             "<m:Items/>",
         ));
     }
-    Ok(ews_xml::operation_response(OP, &messages))
+    Ok(soap::operation_response(OP, &messages))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::xml;
     use super::*;
+    use crate::mock::format::xml;
 
     #[test]
     fn reads_a_message() {

@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 
 use http::{Method, Response, StatusCode};
 
-use super::health;
-use super::request::query_param;
-use super::response::{self, Body};
-use super::server::Shared;
+use crate::mock::http::health;
+use crate::mock::http::request::query_param;
+use crate::mock::http::response::{self, Body};
+use crate::mock::shared::Shared;
 
 /// Largest added latency accepted: 10 minutes, in milliseconds.
 const MAX_LATENCY_MS: u64 = 600_000;

@@ -8,14 +8,16 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::request::{query_param, read_body};
-use super::response::{self, Body};
-use super::server::Shared;
-use super::session::{cookie_value, COOKIE_NAME, SESSION_LIFETIME_SECS};
-use super::store::{self, Item};
-use super::users::Mailbox;
-use super::xml::escape;
-use super::{clock, form, ids};
+use crate::mock::auth::session::{cookie_value, COOKIE_NAME, SESSION_LIFETIME_SECS};
+use crate::mock::format::clock;
+use crate::mock::format::xml::escape;
+use crate::mock::http::form;
+use crate::mock::http::ids;
+use crate::mock::http::request::{query_param, read_body};
+use crate::mock::http::response::{self, Body};
+use crate::mock::shared::Shared;
+use crate::mock::store::{self, Item};
+use crate::mock::users::Mailbox;
 
 /// Largest logon form read: 64 KiB.
 const MAX_FORM: usize = 64 * 1024;
@@ -76,7 +78,7 @@ fn safe_destination(shared: &Shared, destination: Option<&str>) -> String {
 
 /// The mailbox whose valid session cookie the request carries.
 async fn session(shared: &Shared, req: &Request<Incoming>) -> Option<Mailbox> {
-    let now = store::unix_now();
+    let now = clock::unix_now();
     let address = req
         .headers()
         .get_all(COOKIE)
@@ -227,7 +229,7 @@ async fn logon(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let password = form::get(&fields, "password")
         .unwrap_or_default()
         .to_string();
-    let user = super::users::normalize_logon(&username);
+    let user = crate::mock::users::normalize_logon(&username);
     let found = shared
         .store
         .run(move |conn| store::authenticate(conn, &user, &password))
@@ -243,7 +245,7 @@ async fn logon(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
             return response::status(StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
-    let expires = store::unix_now() + SESSION_LIFETIME_SECS;
+    let expires = clock::unix_now() + SESSION_LIFETIME_SECS;
     let sealed = match shared.sealer.seal(&mailbox.address, expires) {
         Ok(s) => s,
         Err(e) => {

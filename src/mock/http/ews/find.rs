@@ -5,11 +5,11 @@
 
 use rusqlite::Connection;
 
-use super::ews_folders::{folder_id_elements, resolve, FolderRef};
-use super::ews_xml::{self, Code, Shape};
-use super::store::{self, Item, StoreError};
-use super::users::Mailbox;
-use super::xml::Element;
+use crate::mock::format::xml::Element;
+use crate::mock::http::ews::folders::{folder_id_elements, resolve, FolderRef};
+use crate::mock::http::ews::soap::{self, Code, Shape};
+use crate::mock::store::{self, Item, StoreError};
+use crate::mock::users::Mailbox;
 
 const OP: &str = "FindItem";
 
@@ -214,9 +214,9 @@ fn apply_page(items: &[Item], page: Page) -> (&[Item], usize) {
 /// `FindItem`: one response message per parent folder.
 pub fn find_item(conn: &Connection, me: &Mailbox, op: &Element) -> Result<String, StoreError> {
     let fail = |code| {
-        Ok(ews_xml::operation_response(
+        Ok(soap::operation_response(
             OP,
-            &[ews_xml::response_message(OP, code, "")],
+            &[soap::response_message(OP, code, "")],
         ))
     };
     let Some(parents) = op.child("ParentFolderIds") else {
@@ -241,7 +241,7 @@ pub fn find_item(conn: &Connection, me: &Mailbox, op: &Element) -> Result<String
         let folder = match resolve(el, me) {
             Ok(f) => f,
             Err(code) => {
-                messages.push(ews_xml::response_message(OP, code, ""));
+                messages.push(soap::response_message(OP, code, ""));
                 continue;
             }
         };
@@ -260,22 +260,22 @@ pub fn find_item(conn: &Connection, me: &Mailbox, op: &Element) -> Result<String
             next >= items.len()
         );
         for item in selected {
-            xml.push_str(&ews_xml::message(item, Shape::Summary, &name_of));
+            xml.push_str(&soap::message(item, Shape::Summary, &name_of));
         }
         xml.push_str("</t:Items></m:RootFolder>");
-        messages.push(ews_xml::response_message(OP, Code::NoError, &xml));
+        messages.push(soap::response_message(OP, Code::NoError, &xml));
     }
     if messages.is_empty() {
         return fail(Code::ErrorInvalidRequest);
     }
-    Ok(ews_xml::operation_response(OP, &messages))
+    Ok(soap::operation_response(OP, &messages))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::store::BodyType;
-    use super::super::xml;
     use super::*;
+    use crate::mock::format::xml;
+    use crate::mock::store::BodyType;
 
     fn item(subject: &str) -> Item {
         Item {

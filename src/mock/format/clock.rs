@@ -1,5 +1,13 @@
 //! Dates as the protocols write them: ISO 8601 UTC for EWS
-//! (`2024-05-01T10:00:00Z`) and IMF-fixdate for HTTP headers.
+//! (`2024-05-01T10:00:00Z`) and IMF-fixdate for HTTP headers; the current
+//! Unix time.
+
+/// The current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 /// (year, month 1-12, day 1-31) of a day count since 1970-01-01
 /// (Howard Hinnant's civil-from-days).

@@ -20,13 +20,13 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::health;
-use super::ntlm::{self, Scheme};
-use super::request::read_body;
-use super::response::{self, Body};
-use super::server::Shared;
-use super::store;
-use super::users::Mailbox;
+use crate::mock::auth::ntlm::{self, Scheme};
+use crate::mock::http::health;
+use crate::mock::http::request::read_body;
+use crate::mock::http::response::{self, Body};
+use crate::mock::shared::Shared;
+use crate::mock::store;
+use crate::mock::users::Mailbox;
 
 /// Largest body read and dropped before a `401` leg, so that the client's
 /// connection stays usable: 1 MiB. A larger body is left unread (hyper

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use http::{Response, StatusCode};
 
-use super::request::under;
-use super::response::{self, Body};
+use crate::mock::http::request::under;
+use crate::mock::http::response::{self, Body};
 
 /// The services: (short name used by `/mock/fail/<name>`, path prefix in
 /// lower case).

@@ -6,17 +6,21 @@
 //! that is not a SOAP envelope with a `soap:Fault` (`ErrorSchemaValidation`,
 //! HTTP 500).
 
+pub mod find;
+pub mod folders;
+pub mod items;
+pub mod soap;
+
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::auth;
-use super::ews_xml::{self, Code};
-use super::request::{read_body, MAX_BODY};
-use super::response::{self, Body};
-use super::server::Shared;
-use super::users::Mailbox;
-use super::xml::{self, escape, Element};
-use super::{ews_find, ews_folders, ews_items};
+use crate::mock::auth;
+use crate::mock::format::xml::{self, escape, Element};
+use crate::mock::http::request::{read_body, MAX_BODY};
+use crate::mock::http::response::{self, Body};
+use crate::mock::shared::Shared;
+use crate::mock::users::Mailbox;
+use soap::Code;
 
 /// Answers `/ews/...`; `path` is lower case.
 pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Response<Body> {
@@ -44,23 +48,21 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
             return response::with_body(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 response::XML,
-                ews_xml::schema_fault(&detail),
+                soap::schema_fault(&detail),
             )
         }
     };
     let name = safe_name(&op.name).to_string();
     let result = shared.store.run(move |conn| dispatch(conn, &me, &op)).await;
     match result {
-        Ok(answer) => {
-            response::with_body(StatusCode::OK, response::XML, ews_xml::envelope(&answer))
-        }
+        Ok(answer) => response::with_body(StatusCode::OK, response::XML, soap::envelope(&answer)),
         Err(e) => {
             tracing::error!(operation = %name, error = %e, "EWS operation failed");
-            let message = ews_xml::response_message(&name, Code::ErrorInternalServerError, "");
+            let message = soap::response_message(&name, Code::ErrorInternalServerError, "");
             response::with_body(
                 StatusCode::OK,
                 response::XML,
-                ews_xml::envelope(&ews_xml::operation_response(&name, &[message])),
+                soap::envelope(&soap::operation_response(&name, &[message])),
             )
         }
     }
@@ -113,16 +115,16 @@ fn dispatch(
     conn: &mut rusqlite::Connection,
     me: &Mailbox,
     op: &Element,
-) -> Result<String, super::store::StoreError> {
+) -> Result<String, crate::mock::store::StoreError> {
     match op.name.as_str() {
-        "GetFolder" => ews_folders::get_folder(conn, me, op),
-        "FindItem" => ews_find::find_item(conn, me, op),
-        "GetItem" => ews_items::get_item(conn, me, op),
-        "CreateItem" => ews_items::create_item(conn, me, op),
+        "GetFolder" => folders::get_folder(conn, me, op),
+        "FindItem" => find::find_item(conn, me, op),
+        "GetItem" => items::get_item(conn, me, op),
+        "CreateItem" => items::create_item(conn, me, op),
         other => {
             let other = safe_name(other);
-            let message = ews_xml::response_message(other, Code::ErrorInvalidOperation, "");
-            Ok(ews_xml::operation_response(other, &[message]))
+            let message = soap::response_message(other, Code::ErrorInvalidOperation, "");
+            Ok(soap::operation_response(other, &[message]))
         }
     }
 }

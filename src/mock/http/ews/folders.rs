@@ -6,11 +6,11 @@
 
 use rusqlite::Connection;
 
-use super::ews_xml::{self, Code, FolderView};
-use super::ids;
-use super::store::{self, StoreError, MAIL_FOLDERS};
-use super::users::Mailbox;
-use super::xml::Element;
+use crate::mock::format::xml::Element;
+use crate::mock::http::ews::soap::{self, Code, FolderView};
+use crate::mock::http::ids;
+use crate::mock::store::{self, StoreError, MAIL_FOLDERS};
+use crate::mock::users::Mailbox;
 
 /// A folder of the authenticated mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,9 +75,9 @@ pub fn folder_id_elements(parent: &Element) -> impl Iterator<Item = &Element> {
 pub fn get_folder(conn: &Connection, me: &Mailbox, op: &Element) -> Result<String, StoreError> {
     const OP: &str = "GetFolder";
     let Some(ids_el) = op.child("FolderIds") else {
-        return Ok(ews_xml::operation_response(
+        return Ok(soap::operation_response(
             OP,
-            &[ews_xml::response_message(OP, Code::ErrorInvalidRequest, "")],
+            &[soap::response_message(OP, Code::ErrorInvalidRequest, "")],
         ));
     };
     let mut messages = Vec::new();
@@ -85,20 +85,16 @@ pub fn get_folder(conn: &Connection, me: &Mailbox, op: &Element) -> Result<Strin
         let message = match resolve(el, me) {
             Ok(folder) => {
                 let xml = folder_xml(conn, me, &folder)?;
-                ews_xml::response_message(
-                    OP,
-                    Code::NoError,
-                    &format!("<m:Folders>{xml}</m:Folders>"),
-                )
+                soap::response_message(OP, Code::NoError, &format!("<m:Folders>{xml}</m:Folders>"))
             }
-            Err(code) => ews_xml::response_message(OP, code, ""),
+            Err(code) => soap::response_message(OP, code, ""),
         };
         messages.push(message);
     }
     if messages.is_empty() {
-        messages.push(ews_xml::response_message(OP, Code::ErrorInvalidRequest, ""));
+        messages.push(soap::response_message(OP, Code::ErrorInvalidRequest, ""));
     }
-    Ok(ews_xml::operation_response(OP, &messages))
+    Ok(soap::operation_response(OP, &messages))
 }
 
 fn folder_xml(conn: &Connection, me: &Mailbox, folder: &FolderRef) -> Result<String, StoreError> {
@@ -129,13 +125,13 @@ fn folder_xml(conn: &Connection, me: &Mailbox, folder: &FolderRef) -> Result<Str
             child_folders: 0,
         },
     };
-    Ok(ews_xml::folder(&view))
+    Ok(soap::folder(&view))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::xml;
     use super::*;
+    use crate::mock::format::xml;
 
     fn me() -> Mailbox {
         Mailbox {

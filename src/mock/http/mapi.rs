@@ -14,14 +14,14 @@ use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::auth;
-use super::clock;
-use super::request::{read_body, MAX_BODY};
-use super::response::{self, Body};
-use super::server::Shared;
-use super::store::unix_now;
-use super::users::{self, Mailbox};
-use super::xml::escape;
+use crate::mock::auth;
+use crate::mock::format::clock;
+use crate::mock::format::clock::unix_now;
+use crate::mock::format::xml::escape;
+use crate::mock::http::request::{read_body, MAX_BODY};
+use crate::mock::http::response::{self, Body};
+use crate::mock::shared::Shared;
+use crate::mock::users::{self, Mailbox};
 
 /// `application/mapi-http`.
 const MAPI_CONTENT_TYPE: &str = "application/mapi-http";

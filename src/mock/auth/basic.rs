@@ -7,11 +7,11 @@ use base64::Engine as _;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
 
-use super::conn_login::{self, ConnectionUser};
-use super::response::{self, Body};
-use super::server::Shared;
-use super::store;
-use super::users::Mailbox;
+use crate::mock::auth::conn_login::{self, ConnectionUser};
+use crate::mock::http::response::{self, Body};
+use crate::mock::shared::Shared;
+use crate::mock::store;
+use crate::mock::users::Mailbox;
 
 /// What the `Authorization` header says.
 #[derive(Debug, PartialEq, Eq)]

@@ -6,10 +6,10 @@
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::request::read_body;
-use super::response::{self, Body};
-use super::server::Shared;
-use super::xml::escape;
+use crate::mock::format::xml::escape;
+use crate::mock::http::request::read_body;
+use crate::mock::http::response::{self, Body};
+use crate::mock::shared::Shared;
 
 /// ActiveSync protocol versions announced: up to Exchange 2010 SP2's 14.1.
 const AS_VERSIONS: &str = "2.0,2.1,2.5,12.0,12.1,14.0,14.1";

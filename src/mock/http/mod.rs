@@ -1,0 +1,17 @@
+//! The HTTP side of a mock server: the listener, the router, request and
+//! response helpers, and one file per Exchange endpoint.
+
+pub mod autodiscover;
+pub mod control;
+pub mod ews;
+pub mod form;
+pub mod health;
+pub mod ids;
+pub mod mapi;
+pub mod other;
+pub mod owa;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod rpc;
+pub mod server;
