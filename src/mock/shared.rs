@@ -1,12 +1,13 @@
-//! What every request handler of a mock server sees: its names, the mail
-//! store, the OWA session sealer, the switches and counters.
+//! What every request handler of a mock server sees: its names, its
+//! databases, the OWA session sealer, the server token sealer, the
+//! switches and counters.
 
 use std::sync::atomic::AtomicU64;
 
 use crate::mock::auth::session::Sealer;
+use crate::mock::databases::Databases;
 use crate::mock::http::health::HealthState;
 use crate::mock::http::rpc::RpcStats;
-use crate::mock::store::Store;
 
 /// What every request handler sees.
 #[derive(Debug)]
@@ -15,8 +16,11 @@ pub struct Shared {
     pub name: String,
     /// The server's own fqdn (`ex1.lab.local`), in every URL it writes.
     pub fqdn: String,
-    pub store: Store,
+    pub databases: Databases,
+    /// Seals OWA session cookies.
     pub sealer: Sealer,
+    /// Seals the identity of proxied requests (`X-CommonAccessToken`).
+    pub token: Sealer,
     pub health: HealthState,
     /// Added latency for every non-`/mock` request, milliseconds.
     pub latency_ms: AtomicU64,
@@ -28,14 +32,15 @@ pub struct Shared {
 
 #[cfg(test)]
 impl Shared {
-    /// A server EX1 (ex1.lab.local) on a fresh store, for unit tests.
+    /// A server EX1 (ex1.lab.local) on a fresh shared store, for unit tests.
     pub(crate) fn for_tests() -> (tempfile::TempDir, Shared) {
         let dir = tempfile::tempdir().unwrap();
         let shared = Shared {
             name: "EX1".into(),
             fqdn: "ex1.lab.local".into(),
-            store: Store::open(dir.path()).unwrap(),
+            databases: Databases::open_shared(dir.path()).unwrap(),
             sealer: Sealer::ephemeral().unwrap(),
+            token: Sealer::ephemeral_for(crate::mock::auth::session::SERVER_TOKEN).unwrap(),
             health: Default::default(),
             latency_ms: Default::default(),
             rpc: Default::default(),

@@ -1,5 +1,5 @@
-//! Who a request is: HTTP Basic credentials checked against the mailbox
-//! store, or the identity an NTLM / Negotiate login gave the connection
+//! Who a request is: HTTP Basic credentials checked against the
+//! directory, or the identity an NTLM / Negotiate login gave the connection
 //! (see `conn_login`). Used by EWS, MAPI and Autodiscover.
 
 use base64::engine::general_purpose::STANDARD;
@@ -8,10 +8,10 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::mock::auth::conn_login::{self, ConnectionUser};
+use crate::mock::auth::token::ProxiedUser;
+use crate::mock::directory;
 use crate::mock::http::response::{self, Body};
-use crate::mock::shared::Shared;
-use crate::mock::store;
-use crate::mock::users::Mailbox;
+use crate::mock::users::{normalize_logon, Mailbox};
 
 /// What the `Authorization` header says.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,28 +46,21 @@ pub fn credentials(headers: &HeaderMap) -> Credentials {
     }
 }
 
-/// The authenticated mailbox: Basic credentials when the request carries
-/// them, else the connection's NTLM identity (from `extensions`);
-/// `Ok(None)` when both are absent or the credentials are wrong, `Err` (a
-/// 500 answer) when the store fails.
-pub async fn authenticate(
-    shared: &Shared,
-    headers: &HeaderMap,
-    extensions: &http::Extensions,
-) -> Result<Option<Mailbox>, Response<Body>> {
+/// The authenticated mailbox: the identity of a proxied request (see
+/// `token`), else Basic credentials when the request carries them, else
+/// the connection's NTLM identity (from `extensions`); `None` when all are
+/// absent or the credentials are wrong. The directory answers; no store is
+/// involved.
+pub fn authenticate(headers: &HeaderMap, extensions: &http::Extensions) -> Option<Mailbox> {
+    if let Some(ProxiedUser(m)) = extensions.get::<ProxiedUser>() {
+        return Some(m.clone());
+    }
     let Credentials::Basic(user, password) = credentials(headers) else {
-        return Ok(extensions
+        return extensions
             .get::<ConnectionUser>()
-            .map(|ConnectionUser(m)| m.clone()));
+            .map(|ConnectionUser(m)| m.clone());
     };
-    shared
-        .store
-        .run(move |conn| store::authenticate(conn, &user, &password))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "mail store failed");
-            response::status(StatusCode::INTERNAL_SERVER_ERROR)
-        })
+    directory::lab().authenticate(&normalize_logon(&user), &password)
 }
 
 /// `401` asking for Basic credentials for realm `fqdn` (first), then

@@ -21,12 +21,12 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::mock::auth::ntlm::{self, Scheme};
+use crate::mock::directory;
 use crate::mock::http::health;
 use crate::mock::http::request::read_body;
 use crate::mock::http::response::{self, Body};
 use crate::mock::shared::Shared;
-use crate::mock::store;
-use crate::mock::users::Mailbox;
+use crate::mock::users::{normalize_logon, Mailbox};
 
 /// Largest body read and dropped before a `401` leg, so that the client's
 /// connection stays usable: 1 MiB. A larger body is left unread (hyper
@@ -109,10 +109,10 @@ impl ConnLogin {
                     return Step::Answer(self.challenge(shared, scheme, req).await)
                 }
                 Some(ntlm::AUTHENTICATE) => {
-                    if let Err(resp) = self.authenticate(shared, &msg).await {
+                    if !self.authenticate(&msg) {
                         self.lock().user = None;
                         drain(req).await;
-                        return Step::Answer(resp);
+                        return Step::Answer(bare_challenge());
                     }
                 }
                 _ => return Step::Answer(refuse(req).await),
@@ -162,28 +162,20 @@ impl ConnLogin {
     /// Leg 3: checks the response against this connection's challenge
     /// (consumed) and, when right, binds the connection to the mailbox. A
     /// failed leg 3 leaves the connection anonymous (the caller forgets any
-    /// earlier identity).
-    async fn authenticate(&self, shared: &Shared, msg: &[u8]) -> Result<(), Response<Body>> {
+    /// earlier identity; the answer is then a bare challenge).
+    fn authenticate(&self, msg: &[u8]) -> bool {
         let challenge = self.lock().challenge.take();
         let (Some(challenge), Some(auth)) = (challenge, ntlm::parse_authenticate(msg)) else {
-            return Err(bare_challenge());
+            return false;
         };
-        let logon = auth.user.clone();
-        let found = shared
-            .store
-            .run(move |conn| store::mailbox_password(conn, &logon))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "mail store failed");
-                response::status(StatusCode::INTERNAL_SERVER_ERROR)
-            })?;
+        let found = directory::lab().with_password(&normalize_logon(&auth.user));
         match found {
             Some((mailbox, password)) if ntlm::verify(&auth, &password, challenge) => {
                 tracing::debug!(conn = self.id, user = %mailbox.address, "NTLM login");
                 self.lock().user = Some(mailbox);
-                Ok(())
+                true
             }
-            _ => Err(bare_challenge()),
+            _ => false,
         }
     }
 }

@@ -18,13 +18,30 @@ pub const COOKIE_NAME: &str = "cadata";
 /// How long a session lasts: 8 hours.
 pub const SESSION_LIFETIME_SECS: i64 = 8 * 3600;
 
-/// HKDF info: names what the derived key is for.
-const KEY_INFO: &[u8] = b"casarray mock owa cadata v1";
 /// HKDF salt: fixed, public.
 const KEY_SALT: &[u8] = b"casarray";
-/// Bound into every seal, so that a cookie sealed for another purpose
-/// under the same key does not open here.
-const AAD: &[u8] = b"cadata";
+
+/// What a sealer's key is for: the HKDF info that derives it and the data
+/// bound into every seal, so that a value sealed for one purpose under the
+/// same shared key never opens for another.
+#[derive(Debug, Clone, Copy)]
+pub struct Purpose {
+    info: &'static [u8],
+    aad: &'static [u8],
+}
+
+/// OWA's `cadata` session cookies.
+pub const OWA_SESSION: Purpose = Purpose {
+    info: b"casarray mock owa cadata v1",
+    aad: b"cadata",
+};
+
+/// The identity one server hands another with a proxied request
+/// (`X-CommonAccessToken`, as Exchange 2013's front end does).
+pub const SERVER_TOKEN: Purpose = Purpose {
+    info: b"casarray mock common access token v1",
+    aad: b"commonaccesstoken",
+};
 
 /// Why a sealer could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +56,7 @@ pub enum SessionError {
 pub struct Sealer {
     key: LessSafeKey,
     rng: SystemRandom,
+    aad: &'static [u8],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -48,27 +66,40 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// A sealer whose key derives from `secret`: the DER bytes of the
-    /// shared private key.
+    /// An OWA session sealer whose key derives from `secret`: the DER
+    /// bytes of the shared private key.
     pub fn from_secret(secret: &[u8]) -> Result<Sealer, SessionError> {
+        Sealer::for_purpose(secret, OWA_SESSION)
+    }
+
+    /// A sealer for `purpose` whose key derives from `secret`.
+    pub fn for_purpose(secret: &[u8], purpose: Purpose) -> Result<Sealer, SessionError> {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, KEY_SALT).extract(secret);
+        let info = [purpose.info];
         let okm = prk
-            .expand(&[KEY_INFO], &AES_256_GCM)
+            .expand(&info, &AES_256_GCM)
             .map_err(|_| SessionError::KeyDerivation)?;
         let key = LessSafeKey::new(UnboundKey::from(okm));
         Ok(Sealer {
             key,
             rng: SystemRandom::new(),
+            aad: purpose.aad,
         })
     }
 
-    /// A sealer with a random key: cookies open only in this process.
+    /// An OWA session sealer with a random key: cookies open only in this
+    /// process.
     pub fn ephemeral() -> Result<Sealer, SessionError> {
+        Sealer::ephemeral_for(OWA_SESSION)
+    }
+
+    /// A sealer for `purpose` with a random key.
+    pub fn ephemeral_for(purpose: Purpose) -> Result<Sealer, SessionError> {
         let mut secret = [0u8; 32];
         SystemRandom::new()
             .fill(&mut secret)
             .map_err(|_| SessionError::Random)?;
-        Sealer::from_secret(&secret)
+        Sealer::for_purpose(&secret, purpose)
     }
 
     /// A cookie value naming `address`, valid until `expires` (Unix
@@ -82,7 +113,7 @@ impl Sealer {
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
+                Aad::from(self.aad),
                 &mut data,
             )
             .map_err(|_| SessionError::KeyDerivation)?;
@@ -103,7 +134,7 @@ impl Sealer {
         let mut sealed = sealed.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(AAD), &mut sealed)
+            .open_in_place(nonce, Aad::from(self.aad), &mut sealed)
             .ok()?;
         let text = std::str::from_utf8(plain).ok()?;
         let mut parts = text.split('\n');
@@ -145,6 +176,15 @@ mod tests {
             a.seal("alice@lab.com", 1000).unwrap(),
             "fresh nonce"
         );
+    }
+
+    #[test]
+    fn purposes_do_not_mix() {
+        let owa = Sealer::from_secret(b"shared").unwrap();
+        let token = Sealer::for_purpose(b"shared", SERVER_TOKEN).unwrap();
+        let sealed = token.seal("alice@lab.com", 1000).unwrap();
+        assert_eq!(owa.open(&sealed, 0), None);
+        assert_eq!(token.open(&sealed, 0).as_deref(), Some("alice@lab.com"));
     }
 
     #[test]

@@ -9,12 +9,12 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::mock::auth;
+use crate::mock::directory;
 use crate::mock::format::clock;
 use crate::mock::format::xml::{self, escape};
 use crate::mock::http::request::read_body;
 use crate::mock::http::response::{self, Body};
 use crate::mock::shared::Shared;
-use crate::mock::store;
 use crate::mock::users::{self, Mailbox};
 
 const RESPONSE_NS: &str = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006";
@@ -37,10 +37,7 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
         return error(shared, 600, "Invalid Request");
     }
     let basic = auth::credentials(req.headers());
-    let authed = match auth::authenticate(shared, req.headers(), req.extensions()).await {
-        Ok(m) => m,
-        Err(resp) => return resp,
-    };
+    let authed = auth::authenticate(req.headers(), req.extensions());
     if basic != auth::Credentials::Absent && authed.is_none() {
         return auth::unauthorized(&shared.fqdn);
     }
@@ -70,18 +67,9 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
             "The requested schema version is not supported.",
         );
     }
-    let lookup = address.clone();
-    let found = shared
-        .store
-        .run(move |conn| store::find_mailbox(conn, &lookup))
-        .await;
-    match found {
-        Ok(Some(mailbox)) if address.contains('@') => ok_xml(outlook_settings(shared, &mailbox)),
-        Ok(_) => error(shared, 500, "The e-mail address cannot be found."),
-        Err(e) => {
-            tracing::error!(error = %e, "mail store failed");
-            response::status(StatusCode::INTERNAL_SERVER_ERROR)
-        }
+    match directory::lab().find(&address) {
+        Some(mailbox) if address.contains('@') => ok_xml(outlook_settings(shared, mailbox)),
+        _ => error(shared, 500, "The e-mail address cannot be found."),
     }
 }
 
@@ -215,6 +203,7 @@ mod tests {
             address: "alice@lab.com".into(),
             display_name: "Alice".into(),
             database: "DB01".into(),
+            guid: crate::mock::users::mailbox_guid("alice@lab.com"),
         };
         let text = outlook_settings(&shared, &mailbox);
         let doc = xml::parse(&text).unwrap();

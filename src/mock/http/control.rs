@@ -1,6 +1,8 @@
 //! `/mock/*`: switches for tests and demos. `POST /mock/fail/<service>`,
 //! `POST /mock/heal/<service>`, `POST /mock/latency?ms=N`,
-//! `GET /mock/state` (JSON). Never delayed by the added latency.
+//! `GET /mock/state` (JSON), `GET /mock/directory` (the mailboxes:
+//! `{"mailboxes": [{"address", "guid", "display_name", "database"}]}`).
+//! Never delayed by the added latency. (`/mock/dag/*` is `dag::endpoints`.)
 
 use std::sync::atomic::Ordering;
 
@@ -17,11 +19,15 @@ const MAX_LATENCY_MS: u64 = 600_000;
 /// Answers a `/mock/...` request; `path` is lower case.
 pub fn handle(shared: &Shared, method: &Method, path: &str, uri: &http::Uri) -> Response<Body> {
     let rest = path.trim_start_matches("/mock/");
-    if rest == "state" {
-        return if method == Method::GET {
+    if rest == "state" || rest == "directory" {
+        if method != Method::GET {
+            return response::status(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        return if rest == "state" {
             state(shared)
         } else {
-            response::status(StatusCode::METHOD_NOT_ALLOWED)
+            let body = crate::mock::directory::lab().to_json();
+            response::with_body(StatusCode::OK, response::JSON, body.to_string())
         };
     }
     if method != Method::POST {

@@ -10,16 +10,25 @@ const FOLDER_TAG: &str = "casarray-folder:";
 /// A change key: the mock keeps no versions, so it is constant.
 pub const CHANGE_KEY: &str = "CQAAABYAAAA=";
 
-/// The opaque id of store item `id`.
-pub fn item_id(id: i64) -> String {
-    STANDARD.encode(format!("{ITEM_TAG}{id}"))
+/// The opaque id of item `id` of `mailbox` (item numbers are per
+/// database, so the id names the mailbox too, as Exchange's do).
+pub fn item_id(mailbox: &str, id: i64) -> String {
+    STANDARD.encode(format!("{ITEM_TAG}{mailbox}:{id}"))
 }
 
-/// The store key in an opaque item id.
-pub fn parse_item_id(opaque: &str) -> Option<i64> {
+/// The mailbox and the item number of an opaque item id.
+pub fn parse_item_id(opaque: &str) -> Option<(String, i64)> {
     let raw = STANDARD.decode(opaque.trim()).ok()?;
     let text = std::str::from_utf8(&raw).ok()?;
-    text.strip_prefix(ITEM_TAG)?.parse().ok()
+    let (mailbox, id) = text.strip_prefix(ITEM_TAG)?.rsplit_once(':')?;
+    Some((mailbox.to_string(), id.parse().ok()?))
+}
+
+/// The item number of an opaque item id, when it is an item of `mailbox`.
+pub fn item_of(opaque: &str, mailbox: &str) -> Option<i64> {
+    parse_item_id(opaque)
+        .filter(|(m, _)| m.eq_ignore_ascii_case(mailbox))
+        .map(|(_, id)| id)
 }
 
 /// The opaque id of folder `folder` (a distinguished id) of `mailbox`.
@@ -42,13 +51,18 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        assert_eq!(parse_item_id(&item_id(42)), Some(42));
+        assert_eq!(
+            parse_item_id(&item_id("a@b", 42)),
+            Some(("a@b".to_string(), 42))
+        );
+        assert_eq!(item_of(&item_id("a@b", 42), "A@B"), Some(42));
+        assert_eq!(item_of(&item_id("a@b", 42), "c@d"), None);
         assert_eq!(parse_item_id("garbage"), None);
         assert_eq!(parse_item_id(&folder_id("a@b", "inbox")), None);
         assert_eq!(
             parse_folder_id(&folder_id("alice@lab.com", "inbox")),
             Some(("alice@lab.com".into(), "inbox".into()))
         );
-        assert_eq!(parse_folder_id(&item_id(1)), None);
+        assert_eq!(parse_folder_id(&item_id("a@b", 1)), None);
     }
 }

@@ -39,10 +39,8 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
         "/mapi/nspi" => "nspi",
         _ => return response::status(StatusCode::NOT_FOUND),
     };
-    let me = match auth::authenticate(shared, req.headers(), req.extensions()).await {
-        Ok(Some(m)) => m,
-        Ok(None) => return auth::unauthorized(&shared.fqdn),
-        Err(resp) => return resp,
+    let Some(me) = auth::authenticate(req.headers(), req.extensions()) else {
+        return auth::unauthorized(&shared.fqdn);
     };
     if req.method() == Method::GET {
         let html = format!(
@@ -155,6 +153,7 @@ mod tests {
             address: "alice@lab.com".into(),
             display_name: "Al".into(),
             database: "DB01".into(),
+            guid: crate::mock::users::mailbox_guid("alice@lab.com"),
         };
         let p = payload("Connect", &me);
         assert_eq!(&p[..8], &[0; 8]);

@@ -9,6 +9,9 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::mock::auth::session::{cookie_value, COOKIE_NAME, SESSION_LIFETIME_SECS};
+use crate::mock::auth::token::ProxiedUser;
+use crate::mock::databases::{generation_header, store_failed};
+use crate::mock::directory;
 use crate::mock::format::clock;
 use crate::mock::format::xml::escape;
 use crate::mock::http::form;
@@ -76,8 +79,12 @@ fn safe_destination(shared: &Shared, destination: Option<&str>) -> String {
     }
 }
 
-/// The mailbox whose valid session cookie the request carries.
-async fn session(shared: &Shared, req: &Request<Incoming>) -> Option<Mailbox> {
+/// The mailbox whose valid session cookie the request carries (or the
+/// identity of a request proxied from another server).
+pub fn session(shared: &Shared, req: &Request<Incoming>) -> Option<Mailbox> {
+    if let Some(ProxiedUser(m)) = req.extensions().get::<ProxiedUser>() {
+        return Some(m.clone());
+    }
     let now = clock::unix_now();
     let address = req
         .headers()
@@ -86,52 +93,53 @@ async fn session(shared: &Shared, req: &Request<Incoming>) -> Option<Mailbox> {
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| cookie_value(v, COOKIE_NAME))
         .find_map(|c| shared.sealer.open(c, now))?;
-    shared
-        .store
-        .run(move |conn| store::find_mailbox(conn, &address))
-        .await
-        .ok()
-        .flatten()
+    directory::lab().find(&address).cloned()
 }
 
 async fn home(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
-    let Some(mailbox) = session(shared, req).await else {
+    let Some(mailbox) = session(shared, req) else {
         return response::redirect(&logon_url(shared, &default_destination(shared), 0));
+    };
+    let db = match shared.databases.local(&mailbox.database) {
+        Ok(h) => h,
+        Err(e) => return store_failed(&e),
     };
     let wanted = (query_param(req.uri(), "ae").as_deref() == Some("Item"))
         .then(|| query_param(req.uri(), "id"))
         .flatten();
     let address = mailbox.address.clone();
-    let result = match wanted {
+    match wanted {
         Some(opaque) => {
-            let Some(id) = ids::parse_item_id(&opaque) else {
+            let Some(id) = ids::item_of(&opaque, &mailbox.address) else {
                 return response::status(StatusCode::NOT_FOUND);
             };
-            shared
-                .store
-                .run(move |conn| {
-                    let item = store::get_item(conn, &address, id)?;
+            let result = db
+                .write(move |b| {
+                    let item = store::get_item(b.conn(), &address, id)?;
                     if item.is_some() {
-                        store::mark_read(conn, &address, id)?;
+                        store::mark_read(b, &address, id)?;
                     }
                     Ok(item)
                 })
-                .await
-                .map(|item| match item {
-                    Some(item) => page(StatusCode::OK, &item_html(shared, &mailbox, &item)),
-                    None => response::status(StatusCode::NOT_FOUND),
-                })
+                .await;
+            match result {
+                Ok((Some(item), generation)) => {
+                    let mut resp = page(StatusCode::OK, &item_html(shared, &mailbox, &item));
+                    generation_header(&mut resp, db.database(), generation);
+                    resp
+                }
+                Ok((None, _)) => response::status(StatusCode::NOT_FOUND),
+                Err(e) => store_failed(&e),
+            }
         }
-        None => shared
-            .store
-            .run(move |conn| store::list_items(conn, &address, "inbox"))
+        None => match db
+            .read(move |conn| store::list_items(conn, &address, "inbox"))
             .await
-            .map(|items| page(StatusCode::OK, &inbox_html(shared, &mailbox, &items))),
-    };
-    result.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "mail store failed");
-        response::status(StatusCode::INTERNAL_SERVER_ERROR)
-    })
+        {
+            Ok(items) => page(StatusCode::OK, &inbox_html(shared, &mailbox, &items)),
+            Err(e) => store_failed(&e),
+        },
+    }
 }
 
 fn page(status: StatusCode, html: &str) -> Response<Body> {
@@ -160,7 +168,7 @@ fn inbox_html(shared: &Shared, mailbox: &Mailbox, items: &[Item]) -> String {
         let link = format!(
             "https://{}/owa/?ae=Item&id={}",
             shared.fqdn,
-            form::encode(&ids::item_id(item.id))
+            form::encode(&ids::item_id(&item.mailbox, item.id))
         );
         let _ = writeln!(
             out,
@@ -230,20 +238,9 @@ async fn logon(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         .unwrap_or_default()
         .to_string();
     let user = crate::mock::users::normalize_logon(&username);
-    let found = shared
-        .store
-        .run(move |conn| store::authenticate(conn, &user, &password))
-        .await;
-    let mailbox = match found {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            tracing::info!(server = %shared.name, user = %username, "OWA logon refused");
-            return response::redirect(&logon_url(shared, &destination, 2));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "mail store failed");
-            return response::status(StatusCode::INTERNAL_SERVER_ERROR);
-        }
+    let Some(mailbox) = directory::lab().authenticate(&user, &password) else {
+        tracing::info!(server = %shared.name, user = %username, "OWA logon refused");
+        return response::redirect(&logon_url(shared, &destination, 2));
     };
     let expires = clock::unix_now() + SESSION_LIFETIME_SECS;
     let sealed = match shared.sealer.seal(&mailbox.address, expires) {
@@ -307,6 +304,7 @@ mod tests {
             address: "alice@lab.com".into(),
             display_name: "Alice".into(),
             database: "DB01".into(),
+            guid: crate::mock::users::mailbox_guid("alice@lab.com"),
         };
         let item = Item {
             id: 7,

@@ -18,13 +18,14 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::mock::auth::conn_login::ConnLogin;
-use crate::mock::auth::session::Sealer;
+use crate::mock::auth::session::{Sealer, SERVER_TOKEN};
+use crate::mock::dag::{Dag, Registration};
+use crate::mock::databases::Databases;
 use crate::mock::http::health::HealthState;
 use crate::mock::http::router::handle;
 use crate::mock::http::rpc::RpcStats;
 use crate::mock::pem;
 use crate::mock::shared::Shared;
-use crate::mock::store::Store;
 use crate::mock::MockArgs;
 
 /// How long a TLS handshake may take: 10 s.
@@ -54,7 +55,9 @@ impl std::fmt::Debug for MockServer {
 }
 
 impl MockServer {
-    /// Opens the store (seeding it), loads the keys and binds the listener.
+    /// Loads the keys, binds the listener and opens the databases: the
+    /// shared store (seeding it), or this server's copies in its DAG
+    /// (registering its address in `dag.toml`).
     pub async fn bind(args: MockArgs) -> anyhow::Result<MockServer> {
         let fqdn = args
             .fqdn
@@ -78,19 +81,21 @@ impl MockServer {
         if let Some(cert) = &args.shared_cert {
             pem::check_certificate(cert)?;
         }
-        let dir = args.store.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
-            .await
-            .context("opening the mail store")??;
+        let token = match &args.shared_key {
+            Some(key) => Sealer::for_purpose(&pem::shared_secret(key)?, SERVER_TOKEN)?,
+            None => Sealer::ephemeral_for(SERVER_TOKEN)?,
+        };
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        let databases = open_databases(&args, &fqdn, addr, tls.is_some()).await?;
         let shared = Arc::new(Shared {
             name: args.name,
             fqdn,
-            store,
+            databases,
             sealer,
+            token,
             health: HealthState::default(),
             latency_ms: AtomicU64::new(args.latency_ms),
             rpc: RpcStats::default(),
@@ -117,6 +122,9 @@ impl MockServer {
     /// Serves until `shutdown` completes, then gives open connections 2 s
     /// to finish and closes the rest. Dropping the future closes everything.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        if let Some(dag) = self.shared.databases.dag() {
+            dag.start();
+        }
         let graceful = GracefulShutdown::new();
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
@@ -146,6 +154,48 @@ impl MockServer {
         conns.shutdown().await;
         Ok(())
     }
+}
+
+/// The databases of a server started with `args`, listening on `addr`.
+async fn open_databases(
+    args: &MockArgs,
+    fqdn: &str,
+    addr: SocketAddr,
+    tls: bool,
+) -> anyhow::Result<Databases> {
+    let store = args.store.clone();
+    let Some(definition) = args.dag.clone() else {
+        if args.peer_ca.is_some() {
+            tracing::warn!(server = %args.name, "--peer-ca is only used with --dag");
+        }
+        return tokio::task::spawn_blocking(move || Databases::open_shared(&store))
+            .await
+            .context("opening the mail store")?
+            .context("opening the mail store");
+    };
+    if args.shared_key.is_none() {
+        tracing::warn!(server = %args.name,
+            "no --shared-key: requests this server proxies to another are refused there");
+    }
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    let me = Registration {
+        name: args.name.clone(),
+        address: SocketAddr::new(ip, addr.port()).to_string(),
+        fqdn: fqdn.to_string(),
+        tls,
+    };
+    let peer_ca = args.peer_ca.clone();
+    let dag = tokio::task::spawn_blocking(move || {
+        Dag::open(&definition, &me, &store, peer_ca.as_deref())
+            .with_context(|| format!("joining the DAG of {}", definition.display()))
+    })
+    .await
+    .context("joining the DAG")??;
+    Ok(Databases::Dag(Arc::new(dag)))
 }
 
 async fn serve_connection(

@@ -1,45 +1,13 @@
-//! Messages: listing, reading, marking read, sending and saving.
+//! Messages: listing, reading and counting them, and the changes a client
+//! makes (delivering, saving a copy, marking read), as operations of a
+//! [`Batch`].
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use super::mailboxes::find_mailbox;
-use super::types::{BodyType, Delivery, FolderCounts, Item, NewMessage};
+use super::batch::{Batch, NewItem, Op};
+use super::types::{BodyType, FolderCounts, Item, NewMessage};
 use super::StoreError;
-use crate::mock::format::clock::unix_now;
-
-pub(super) struct ItemRow<'a> {
-    pub(super) mailbox: &'a str,
-    pub(super) folder: &'a str,
-    pub(super) subject: &'a str,
-    pub(super) body: &'a str,
-    pub(super) body_type: BodyType,
-    pub(super) from_address: &'a str,
-    pub(super) from_name: &'a str,
-    pub(super) to: &'a [String],
-    pub(super) cc: &'a [String],
-    pub(super) received: i64,
-}
-
-pub(super) fn insert_item(conn: &Connection, row: &ItemRow<'_>) -> rusqlite::Result<i64> {
-    conn.execute(
-        "INSERT INTO items (mailbox, folder, subject, body, body_type, from_address, from_name,
-                            to_rcpt, cc_rcpt, received, is_read)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0)",
-        params![
-            row.mailbox,
-            row.folder,
-            row.subject,
-            row.body,
-            row.body_type.as_ews(),
-            row.from_address,
-            row.from_name,
-            row.to.join("\n"),
-            row.cc.join("\n"),
-            row.received,
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
-}
+use crate::mock::directory;
 
 /// Total and unread items of a folder.
 pub fn folder_counts(
@@ -107,128 +75,147 @@ pub fn get_item(conn: &Connection, mailbox: &str, id: i64) -> Result<Option<Item
         .optional()?)
 }
 
-/// Marks an item read.
-pub fn mark_read(conn: &Connection, mailbox: &str, id: i64) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE items SET is_read = 1 WHERE mailbox = ?1 AND id = ?2",
-        params![mailbox, id],
-    )?;
+/// Marks an item of `mailbox` read, when it exists and is unread (reading
+/// an item twice writes nothing).
+pub fn mark_read(batch: &mut Batch<'_>, mailbox: &str, id: i64) -> Result<(), StoreError> {
+    let unread: Option<bool> = batch
+        .conn()
+        .query_row(
+            "SELECT is_read = 0 FROM items WHERE mailbox = ?1 AND id = ?2",
+            params![mailbox, id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if unread == Some(true) {
+        batch.apply(Op::MarkRead {
+            mailbox: mailbox.to_string(),
+            id,
+        })?;
+    }
     Ok(())
 }
 
-/// Sends `msg`: one copy in every recipient's inbox and, with
-/// `save_copy_in`, one in that folder of the sender's mailbox; all in one
-/// transaction, durable when this returns.
-pub fn send(
-    conn: &mut Connection,
+fn new_item(
     msg: &NewMessage,
-    save_copy_in: Option<&str>,
-) -> Result<Delivery, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut recipients: Vec<String> = Vec::new();
-    let mut invalid = Vec::new();
-    for address in msg.to.iter().chain(&msg.cc).chain(&msg.bcc) {
-        match find_mailbox(&tx, address)? {
-            Some(mb) if address.contains('@') => {
-                if !recipients.contains(&mb.address) {
-                    recipients.push(mb.address);
-                }
-            }
-            _ => invalid.push(address.clone()),
-        }
+    mailbox: &str,
+    folder: &str,
+    received: i64,
+    is_read: bool,
+) -> NewItem {
+    NewItem {
+        id: None,
+        mailbox: mailbox.to_string(),
+        folder: folder.to_string(),
+        subject: msg.subject.clone(),
+        body: msg.body.clone(),
+        body_type: msg.body_type,
+        from_address: msg.from.address.clone(),
+        from_name: msg.from.display_name.clone(),
+        to: msg.to.clone(),
+        cc: msg.cc.clone(),
+        received,
+        is_read,
     }
-    if !invalid.is_empty() || recipients.is_empty() {
-        return Ok(Delivery::InvalidRecipients(invalid));
-    }
-    let now = unix_now();
-    let row = |mailbox: &'_ str, folder: &'_ str| -> rusqlite::Result<i64> {
-        insert_item(
-            &tx,
-            &ItemRow {
-                mailbox,
-                folder,
-                subject: &msg.subject,
-                body: &msg.body,
-                body_type: msg.body_type,
-                from_address: &msg.from.address,
-                from_name: &msg.from.display_name,
-                to: &msg.to,
-                cc: &msg.cc,
-                received: now,
-            },
-        )
-    };
-    for mailbox in &recipients {
-        row(mailbox, "inbox")?;
-    }
-    let saved = match save_copy_in {
-        Some(folder) => {
-            let id = row(&msg.from.address, folder)?;
-            mark_read(&tx, &msg.from.address, id)?;
-            Some(id)
-        }
-        None => None,
-    };
-    tx.commit()?;
-    Ok(Delivery::Delivered { saved })
 }
 
-/// Saves `msg` unsent (a draft) in `folder` of the sender's mailbox.
-pub fn save(conn: &mut Connection, msg: &NewMessage, folder: &str) -> Result<i64, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let id = insert_item(
-        &tx,
-        &ItemRow {
-            mailbox: &msg.from.address,
-            folder,
-            subject: &msg.subject,
-            body: &msg.body,
-            body_type: msg.body_type,
-            from_address: &msg.from.address,
-            from_name: &msg.from.display_name,
-            to: &msg.to,
-            cc: &msg.cc,
-            received: unix_now(),
-        },
-    )?;
-    mark_read(&tx, &msg.from.address, id)?;
-    tx.commit()?;
-    Ok(id)
+/// Delivers `msg` into the inbox of each of `recipients` (mailbox
+/// addresses of this database), unread, received at `received` (Unix
+/// seconds).
+pub fn deliver(
+    batch: &mut Batch<'_>,
+    msg: &NewMessage,
+    recipients: &[String],
+    received: i64,
+) -> Result<(), StoreError> {
+    for mailbox in recipients {
+        batch.apply(Op::Insert(new_item(msg, mailbox, "inbox", received, false)))?;
+    }
+    Ok(())
+}
+
+/// Saves `msg` in `folder` of the sender's mailbox, read (a sent copy or a
+/// draft); returns its id.
+pub fn save(
+    batch: &mut Batch<'_>,
+    msg: &NewMessage,
+    folder: &str,
+    received: i64,
+) -> Result<i64, StoreError> {
+    batch.apply(Op::Insert(new_item(
+        msg,
+        &msg.from.address,
+        folder,
+        received,
+        true,
+    )))
+}
+
+/// The welcome message every mailbox of `database` finds in its inbox,
+/// dated an hour before `now` (Unix seconds).
+pub fn welcome(batch: &mut Batch<'_>, database: &str, now: i64) -> Result<(), StoreError> {
+    for mailbox in directory::lab().in_database(database) {
+        let body = format!(
+            "Hello {},\n\nyour mailbox {} is served by the casarray lab. \
+             Any server of the array can open it.",
+            mailbox.display_name, mailbox.address
+        );
+        batch.apply(Op::Insert(NewItem {
+            id: None,
+            mailbox: mailbox.address.clone(),
+            folder: "inbox".into(),
+            subject: "Welcome to the casarray lab".into(),
+            body,
+            body_type: BodyType::Text,
+            from_address: "administrator@lab.com".into(),
+            from_name: "Administrator".into(),
+            to: vec![mailbox.address.clone()],
+            cc: vec![],
+            received: now - 3600,
+            is_read: false,
+        }))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{find_mailbox, Store};
+    use super::super::{batch, Store};
     use super::*;
-    use crate::mock::users::Mailbox;
-
-    fn alice(conn: &Connection) -> Mailbox {
-        find_mailbox(conn, "alice@lab.com").unwrap().unwrap()
-    }
 
     #[test]
-    fn send_delivers_and_saves_a_copy() {
+    fn deliver_save_and_read() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut conn = store.conn.lock().unwrap();
+        let store = Store::open(&dir.path().join("db01.sqlite"), "DB01").unwrap();
+        let mut conn = store.lock().unwrap();
+        let alice = directory::lab().find("alice@lab.com").unwrap().clone();
         let msg = NewMessage {
-            from: alice(&conn),
-            to: vec!["bob@lab.com".into()],
-            cc: vec!["alice@lab.com".into()],
-            bcc: vec!["bob@lab.com".into()],
+            from: alice.clone(),
+            to: vec!["alice@lab.com".into()],
+            cc: vec!["bob@lab.com".into()],
+            bcc: vec![],
             subject: "Hi".into(),
             body: "<b>x</b>".into(),
             body_type: BodyType::Html,
         };
-        let out = send(&mut conn, &msg, Some("sentitems")).unwrap();
-        let Delivery::Delivered { saved: Some(saved) } = out else {
-            panic!("{out:?}")
-        };
-        let bob = list_items(&conn, "bob@lab.com", "inbox").unwrap();
-        assert_eq!(bob.len(), 2, "one copy although also in Bcc");
-        assert_eq!(bob[0].subject, "Hi");
-        assert_eq!(bob[0].cc, vec!["alice@lab.com".to_string()]);
-        assert_eq!(bob[0].body_type, BodyType::Html);
+        let saved = batch::write(
+            &mut conn,
+            |b| {
+                welcome(b, "DB01", 10_000)?;
+                deliver(b, &msg, &["alice@lab.com".to_string()], 10_001)?;
+                save(b, &msg, "sentitems", 10_001)
+            },
+            |_, ops| {
+                assert_eq!(ops.len(), 3);
+                Ok(())
+            },
+        )
+        .unwrap();
+        let inbox = list_items(&conn, "alice@lab.com", "inbox").unwrap();
+        assert_eq!(inbox.len(), 2);
+        assert_eq!(inbox[0].subject, "Hi", "newest first");
+        assert_eq!(inbox[0].cc, vec!["bob@lab.com".to_string()]);
+        assert_eq!(inbox[0].body_type, BodyType::Html);
+        assert_eq!(inbox[1].received, 10_000 - 3600);
         assert_eq!(
             folder_counts(&conn, "alice@lab.com", "inbox")
                 .unwrap()
@@ -240,31 +227,25 @@ mod tests {
         assert!(copy.is_read);
         assert!(get_item(&conn, "bob@lab.com", saved).unwrap().is_none());
 
-        let bad = NewMessage {
-            to: vec!["nobody@elsewhere.example".into()],
-            ..msg.clone()
-        };
-        assert_eq!(
-            send(&mut conn, &bad, None).unwrap(),
-            Delivery::InvalidRecipients(vec!["nobody@elsewhere.example".into()])
-        );
-        let none = NewMessage {
-            to: vec![],
-            cc: vec![],
-            bcc: vec![],
-            ..msg.clone()
-        };
-        assert_eq!(
-            send(&mut conn, &none, None).unwrap(),
-            Delivery::InvalidRecipients(vec![])
-        );
-        let draft = save(&mut conn, &msg, "drafts").unwrap();
-        assert_eq!(
-            get_item(&conn, "alice@lab.com", draft)
+        let id = inbox[0].id;
+        let ops = std::cell::Cell::new(0);
+        for _ in 0..2 {
+            batch::write(
+                &mut conn,
+                |b| mark_read(b, "alice@lab.com", id),
+                |_, o| {
+                    ops.set(ops.get() + o.len());
+                    Ok(())
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!(ops.get(), 1, "the second read writes nothing");
+        assert!(
+            get_item(&conn, "alice@lab.com", id)
                 .unwrap()
                 .unwrap()
-                .folder,
-            "drafts"
+                .is_read
         );
     }
 }

@@ -1,18 +1,19 @@
-//! Opening a store file: connection settings, the schema and the seeded
-//! lab mailboxes.
+//! Opening a database file: connection settings, the schema, the
+//! database's mailboxes and folders, and the replication position kept
+//! in `meta`.
 
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::items::{insert_item, ItemRow};
-use super::types::{BodyType, MAIL_FOLDERS};
-use crate::mock::format::clock::unix_now;
-use crate::mock::users::LAB_USERS;
+use super::types::MAIL_FOLDERS;
+use crate::mock::directory;
 
-/// Bumped when the seeded content changes.
-const SEED_VERSION: &str = "1";
+/// Bumped when the schema changes; a file of another version is refused.
+pub const SCHEMA_VERSION: &str = "2";
 
+/// Whether SQLite answered "busy" or "locked" (another process holds the
+/// file).
 pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -20,6 +21,8 @@ pub(super) fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// WAL journal, `synchronous=FULL` (a commit is on disk when it returns),
+/// foreign keys on, and a busy timeout for other processes' locks.
 pub(super) fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -30,7 +33,9 @@ pub(super) fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::
     Ok(())
 }
 
-pub(super) fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Creates the tables (idempotent) and the rows of `database`'s mailboxes
+/// and their folders, the same in every copy.
+pub(super) fn create(conn: &mut Connection, database: &str) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (
@@ -39,9 +44,8 @@ pub(super) fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
          );
          CREATE TABLE IF NOT EXISTS mailboxes (
              address TEXT PRIMARY KEY,
-             password TEXT NOT NULL,
-             display_name TEXT NOT NULL,
-             database TEXT NOT NULL
+             guid TEXT NOT NULL,
+             display_name TEXT NOT NULL
          );
          CREATE TABLE IF NOT EXISTS folders (
              mailbox TEXT NOT NULL REFERENCES mailboxes(address),
@@ -66,59 +70,68 @@ pub(super) fn create_schema(conn: &mut Connection) -> rusqlite::Result<()> {
          );
          CREATE INDEX IF NOT EXISTS items_by_folder ON items(mailbox, folder, received);",
     )?;
-    tx.commit()
-}
-
-/// Seeds the lab mailboxes, their folders and a few messages, once.
-pub(super) fn seed(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (address, password, display_name, database) in LAB_USERS {
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+        [SCHEMA_VERSION],
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('database', ?1)",
+        [database],
+    )?;
+    for mailbox in directory::lab().in_database(database) {
         tx.execute(
-            "INSERT OR IGNORE INTO mailboxes (address, password, display_name, database)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![address, password, display_name, database],
+            "INSERT OR IGNORE INTO mailboxes (address, guid, display_name) VALUES (?1, ?2, ?3)",
+            params![mailbox.address, mailbox.guid, mailbox.display_name],
         )?;
         for (name, display) in MAIL_FOLDERS {
             tx.execute(
                 "INSERT OR IGNORE INTO folders (mailbox, name, display_name) VALUES (?1, ?2, ?3)",
-                params![address, name, display],
+                params![mailbox.address, name, display],
             )?;
         }
-    }
-    let seeded: Option<String> = tx
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'seed_version'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if seeded.is_none() {
-        let now = unix_now();
-        for (address, _, display_name, _) in LAB_USERS {
-            let body = format!(
-                "Hello {display_name},\n\nyour mailbox {address} is served by the casarray lab. \
-                 Any server of the array can open it."
-            );
-            insert_item(
-                &tx,
-                &ItemRow {
-                    mailbox: address,
-                    folder: "inbox",
-                    subject: "Welcome to the casarray lab",
-                    body: &body,
-                    body_type: BodyType::Text,
-                    from_address: "administrator@lab.com",
-                    from_name: "Administrator",
-                    to: &[address.to_string()],
-                    cc: &[],
-                    received: now - 3600,
-                },
-            )?;
-        }
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('seed_version', ?1)",
-            [SEED_VERSION],
-        )?;
     }
     tx.commit()
+}
+
+/// A `meta` value.
+pub(super) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+/// Sets a `meta` value.
+pub(super) fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+/// Where a copy stands in its database's log stream: the last generation
+/// applied to it and the activation epoch that generation was written in
+/// (both 0 for a database never written through a log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub generation: u64,
+    pub epoch: u64,
+}
+
+/// The copy's [`Position`].
+pub fn position(conn: &Connection) -> rusqlite::Result<Position> {
+    let read = |key| -> rusqlite::Result<u64> {
+        Ok(meta(conn, key)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    };
+    Ok(Position {
+        generation: read("generation")?,
+        epoch: read("epoch")?,
+    })
+}
+
+/// Records the copy's [`Position`] (inside the transaction that applied
+/// that generation).
+pub fn set_position(conn: &Connection, position: Position) -> rusqlite::Result<()> {
+    set_meta(conn, "generation", &position.generation.to_string())?;
+    set_meta(conn, "epoch", &position.epoch.to_string())
 }

@@ -10,10 +10,11 @@ pub const MAIL_FOLDERS: &[(&str, &str)] = &[
     ("deleteditems", "Deleted Items"),
 ];
 
-/// A message body's format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A message body's format (serialized as EWS spells it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BodyType {
     Text,
+    #[serde(rename = "HTML")]
     Html,
 }
 
@@ -57,7 +58,7 @@ pub struct Item {
 }
 
 /// A message to send or save.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewMessage {
     pub from: Mailbox,
     pub to: Vec<String>,
@@ -67,17 +68,6 @@ pub struct NewMessage {
     pub subject: String,
     pub body: String,
     pub body_type: BodyType,
-}
-
-/// The result of sending.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// Delivered to every recipient's inbox; `saved` is the copy's id in the
-    /// sender's folder, when one was asked for.
-    Delivered { saved: Option<i64> },
-    /// Nothing was delivered: these recipients are no mailbox of the store
-    /// (or there were no recipients at all: the list is then empty).
-    InvalidRecipients(Vec<String>),
 }
 
 /// A folder's counts.

@@ -234,8 +234,11 @@ pub fn find_item(conn: &Connection, me: &Mailbox, op: &Element) -> Result<String
         Ok(p) => p,
         Err(code) => return fail(code),
     };
-    let names = store::display_names(conn)?;
-    let name_of = |a: &str| names.get(a).cloned().unwrap_or_else(|| a.to_string());
+    let name_of = |a: &str| {
+        crate::mock::directory::lab()
+            .display_name(a)
+            .map_or_else(|| a.to_string(), str::to_string)
+    };
     let mut messages = Vec::new();
     for el in folder_id_elements(parents) {
         let folder = match resolve(el, me) {

@@ -138,6 +138,7 @@ mod tests {
             address: "alice@lab.com".into(),
             display_name: "Alice".into(),
             database: "DB01".into(),
+            guid: crate::mock::users::mailbox_guid("alice@lab.com"),
         }
     }
 

@@ -6,6 +6,7 @@
 //! that is not a SOAP envelope with a `soap:Fault` (`ErrorSchemaValidation`,
 //! HTTP 500).
 
+pub mod create;
 pub mod find;
 pub mod folders;
 pub mod items;
@@ -15,10 +16,12 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::mock::auth;
+use crate::mock::databases::{generation_header, store_failed};
 use crate::mock::format::xml::{self, escape, Element};
 use crate::mock::http::request::{read_body, MAX_BODY};
 use crate::mock::http::response::{self, Body};
 use crate::mock::shared::Shared;
+use crate::mock::store::StoreError;
 use crate::mock::users::Mailbox;
 use soap::Code;
 
@@ -27,10 +30,8 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
     if path != "/ews/exchange.asmx" {
         return response::status(StatusCode::NOT_FOUND);
     }
-    let me = match auth::authenticate(shared, req.headers(), req.extensions()).await {
-        Ok(Some(m)) => m,
-        Ok(None) => return auth::unauthorized(&shared.fqdn),
-        Err(resp) => return resp,
+    let Some(me) = auth::authenticate(req.headers(), req.extensions()) else {
+        return auth::unauthorized(&shared.fqdn);
     };
     if matches!(*req.method(), Method::GET | Method::HEAD) {
         return service_page(shared, &me);
@@ -53,9 +54,25 @@ pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Resp
         }
     };
     let name = safe_name(&op.name).to_string();
-    let result = shared.store.run(move |conn| dispatch(conn, &me, &op)).await;
+    let db = match shared.databases.local(&me.database) {
+        Ok(h) => h,
+        Err(e) => return store_failed(&e),
+    };
+    let result = if op.name == "CreateItem" {
+        create::create_item(shared, &db, &me, &op).await
+    } else {
+        db.read(move |conn| dispatch(conn, &me, &op))
+            .await
+            .map(|answer| (answer, 0))
+    };
     match result {
-        Ok(answer) => response::with_body(StatusCode::OK, response::XML, soap::envelope(&answer)),
+        Ok((answer, generation)) => {
+            let mut resp =
+                response::with_body(StatusCode::OK, response::XML, soap::envelope(&answer));
+            generation_header(&mut resp, db.database(), generation);
+            resp
+        }
+        Err(e @ StoreError::Fenced(_)) => store_failed(&e),
         Err(e) => {
             tracing::error!(operation = %name, error = %e, "EWS operation failed");
             let message = soap::response_message(&name, Code::ErrorInternalServerError, "");
@@ -111,16 +128,12 @@ fn safe_name(name: &str) -> &str {
     }
 }
 
-fn dispatch(
-    conn: &mut rusqlite::Connection,
-    me: &Mailbox,
-    op: &Element,
-) -> Result<String, crate::mock::store::StoreError> {
+/// Runs a read-only operation.
+fn dispatch(conn: &rusqlite::Connection, me: &Mailbox, op: &Element) -> Result<String, StoreError> {
     match op.name.as_str() {
         "GetFolder" => folders::get_folder(conn, me, op),
         "FindItem" => find::find_item(conn, me, op),
         "GetItem" => items::get_item(conn, me, op),
-        "CreateItem" => items::create_item(conn, me, op),
         other => {
             let other = safe_name(other);
             let message = soap::response_message(other, Code::ErrorInvalidOperation, "");

@@ -26,6 +26,7 @@ pub enum Code {
     ErrorInvalidRecipients,
     ErrorInvalidRequest,
     ErrorItemNotFound,
+    ErrorMailboxStoreUnavailable,
     ErrorMessageDispositionRequired,
     ErrorUnsupportedPathForQuery,
 }
@@ -43,6 +44,7 @@ impl Code {
             Code::ErrorInvalidRecipients => "ErrorInvalidRecipients",
             Code::ErrorInvalidRequest => "ErrorInvalidRequest",
             Code::ErrorItemNotFound => "ErrorItemNotFound",
+            Code::ErrorMailboxStoreUnavailable => "ErrorMailboxStoreUnavailable",
             Code::ErrorMessageDispositionRequired => "ErrorMessageDispositionRequired",
             Code::ErrorUnsupportedPathForQuery => "ErrorUnsupportedPathForQuery",
         }
@@ -62,6 +64,9 @@ impl Code {
             Code::ErrorInvalidRecipients => "At least one recipient isn't valid.",
             Code::ErrorInvalidRequest => "The request is invalid.",
             Code::ErrorItemNotFound => "The specified object was not found in the store.",
+            Code::ErrorMailboxStoreUnavailable => {
+                "The mailbox database is temporarily unavailable."
+            }
             Code::ErrorMessageDispositionRequired => "MessageDisposition attribute is required.",
             Code::ErrorUnsupportedPathForQuery => {
                 "The property path isn't supported for this query."
@@ -203,7 +208,7 @@ pub fn message(item: &Item, shape: Shape, name_of: &dyn Fn(&str) -> String) -> S
         "<t:ItemId Id=\"{}\" ChangeKey=\"{}\"/>\
          <t:ParentFolderId Id=\"{}\" ChangeKey=\"{}\"/>\
          <t:ItemClass>IPM.Note</t:ItemClass><t:Subject>{}</t:Subject>",
-        escape(&ids::item_id(item.id)),
+        escape(&ids::item_id(&item.mailbox, item.id)),
         ids::CHANGE_KEY,
         escape(&ids::folder_id(&item.mailbox, &item.folder)),
         ids::CHANGE_KEY,
