@@ -345,6 +345,7 @@ impl LocalCopy {
             rt.replayed = position.generation;
             rt.replayed_epoch = position.epoch;
             rt.base = position;
+            rt.source_last = position.generation;
             rt.needs_seed = false;
         });
         self.generation.send_replace(position.generation);

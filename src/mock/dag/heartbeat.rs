@@ -49,6 +49,18 @@ async fn ping(dag: Arc<Dag>, member: Member, timeout: Duration) {
         Ok(reply) if reply.status.is_success() => {
             match serde_json::from_slice::<PeerView>(&reply.body) {
                 Ok(view) if view.server.eq_ignore_ascii_case(&member.name) => {
+                    // A peer that knows a newer cluster state (a failover
+                    // this server slept through): read it before the
+                    // answer counts as a vote, so that quorum never comes
+                    // back with a stale view of who is active.
+                    if view.state_version > dag.state_version() {
+                        let d = Arc::clone(&dag);
+                        let fresh = tokio::task::spawn_blocking(move || d.refresh_state()).await;
+                        if !matches!(fresh, Ok(Ok(_))) {
+                            dag.peers.end(&member.name);
+                            return;
+                        }
+                    }
                     dag.peers.answered(&member.name, sent, now_ms(), view);
                 }
                 Ok(view) => dag.peers.failed(

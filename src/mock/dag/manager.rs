@@ -8,22 +8,25 @@
 //!    from SIGSTOP lands here) and stop.
 //! 4. For each database whose active server is lost (not heard from for
 //!    `failure_timeout`): choose the best copy (`election`), and if its
-//!    loss is within the mount dial, record the activation under the DAG
-//!    lock after re-reading the state (so exactly one server decides, and
-//!    only once per epoch); otherwise log why nothing is mounted.
+//!    loss is within the mount dial, record the activation by
+//!    compare-and-swap, only if the state still names the lost server at
+//!    the same epoch (so exactly one server decides, once per epoch);
+//!    otherwise log why nothing is mounted.
 //! 5. Make this server's copies match the state: mount the copies it is
-//!    the active server for (replaying what was copied; under the lock,
-//!    checking the state again), dismount the others, run replication
-//!    for the passive ones.
+//!    the active server for (replaying what was copied; checking the
+//!    latest state again), dismount the others, run replication for the
+//!    passive ones.
+//! 6. Publish the last generation of each mounted copy in the state (at
+//!    most once a second).
 
 use std::sync::Arc;
 
 use super::copy::LocalCopy;
 use super::election::{self, Candidate};
 use super::report::CopyStatus;
-use super::state::{Activation, ActivationKind, DbState};
+use super::state::{Activation, ActivationKind, DbState, LastLog};
 use super::witness::{self, Outcome};
-use super::{lock, now_ms, quorum, replication, state, Dag};
+use super::{now_ms, quorum, replication, state, Dag};
 use crate::mock::store::{self, StoreError};
 
 /// Runs the ticks until the runtime ends.
@@ -73,6 +76,59 @@ async fn tick(dag: &Arc<Dag>) -> anyhow::Result<()> {
     }
     failovers(dag).await?;
     reconcile(dag).await;
+    publish_last_logs(dag).await?;
+    Ok(())
+}
+
+/// How often the last generations are published at most: once a second.
+const PUBLISH_EVERY_MS: u64 = 1000;
+
+/// Records, for each database this server has mounted, its last
+/// generation in the cluster state when it moved (at most once a second).
+async fn publish_last_logs(dag: &Arc<Dag>) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    if now_ms().saturating_sub(dag.published_ms.load(Ordering::Relaxed)) < PUBLISH_EVERY_MS {
+        return Ok(());
+    }
+    let cluster = dag.cluster();
+    let mut changed = Vec::new();
+    for copy in dag.copies() {
+        let Some(m) = copy.mounted() else { continue };
+        let Some(st) = cluster.db(&copy.database) else {
+            continue;
+        };
+        let generation = copy.runtime().replayed;
+        let published = st.last_log.as_ref().is_some_and(|l| {
+            l.server.eq_ignore_ascii_case(dag.me())
+                && l.epoch == m.epoch
+                && l.generation >= generation
+        });
+        if st.active.eq_ignore_ascii_case(dag.me()) && st.epoch == m.epoch && !published {
+            changed.push((copy.database.clone(), m.epoch, generation));
+        }
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    dag.published_ms.store(now_ms(), Ordering::Relaxed);
+    let d = Arc::clone(dag);
+    blocking(move || {
+        d.update_state(|s| {
+            for (db, epoch, generation) in &changed {
+                if let Some(x) = s.db_mut(db) {
+                    if x.active.eq_ignore_ascii_case(d.me()) && x.epoch == *epoch {
+                        x.last_log = Some(LastLog {
+                            server: d.me().to_string(),
+                            epoch: *epoch,
+                            generation: *generation,
+                            at_unix_ms: now_ms(),
+                        });
+                    }
+                }
+            }
+        })
+    })
+    .await??;
     Ok(())
 }
 
@@ -135,13 +191,8 @@ async fn witness_step(dag: &Arc<Dag>) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let (lock_file, path, me) = (
-        dag.files.lock.clone(),
-        def.witness.clone(),
-        dag.me().to_string(),
-    );
-    let outcome =
-        blocking(move || witness::acquire(&lock_file, &path, &me, now_ms(), lease_ms)).await?;
+    let (path, me) = (def.witness.clone(), dag.me().to_string());
+    let outcome = blocking(move || witness::acquire(&path, &me, now_ms(), lease_ms)).await?;
     let mut slot = dag.witness.lock().unwrap_or_else(|p| p.into_inner());
     match outcome {
         Ok(Outcome::Held(lease)) => {
@@ -270,6 +321,11 @@ fn candidates(dag: &Dag, database: &str, st: &DbState) -> (Vec<Candidate>, Vec<S
                 .map(|(_, r)| r.source_last.max(r.copied))
         })
         .unwrap_or(0);
+    if let Some(l) = &st.last_log {
+        if l.server.eq_ignore_ascii_case(&st.active) {
+            last_known = last_known.max(l.generation);
+        }
+    }
     let Some(db) = def.database(database) else {
         return (out, skipped, last_known);
     };
@@ -349,7 +405,8 @@ async fn mount(dag: &Arc<Dag>, copy: &Arc<LocalCopy>, epoch: u64) -> anyhow::Res
     let (d, c) = (Arc::clone(dag), Arc::clone(copy));
     let mounted = blocking(move || -> Result<Option<(u64, u64)>, StoreError> {
         c.replay_pending()?;
-        let _guard = lock::lock(&d.files.lock, lock::LOCK_WAIT)?;
+        // The latest state, read now: a decision taken since the last
+        // tick is seen.
         let st = state::read(&d.def().state)?;
         let still = st.db(&c.database).is_some_and(|s| {
             s.active.eq_ignore_ascii_case(d.me()) && s.epoch == epoch && s.moving_to.is_none()

@@ -7,10 +7,12 @@
 //! generation before it answers (`logs`); passive copies copy new
 //! generations from the active server over HTTP and replay them
 //! (`replication`). Which copy is active, at which epoch, is the cluster
-//! state (`state`), shared through a file of the lab directory and changed
-//! only under the DAG lock (`lock`) by a server with quorum (`quorum`: the
-//! members plus, with an even number of them, the witness lease of
-//! `witness`).
+//! state (`state`), shared through files of the lab directory and changed
+//! by compare-and-swap (`versioned`; no lock that a stopped server could
+//! hold) by a server with quorum (`quorum`: the members plus, with an even
+//! number of them, the witness lease of `witness`). `dag.toml` edits
+//! (rare: a server registering its address, a copy added or removed) take
+//! the DAG lock (`lock`).
 //!
 //! Active Manager (`manager`) runs in every server, each heartbeat: it
 //! pings the others (`heartbeat`), takes or renews the witness when it
@@ -19,8 +21,9 @@
 //! from for `failure_timeout` (`election` picks the copy, within
 //! `AutoDatabaseMountDial`), and makes its own copies match the cluster
 //! state (mount, dismount, copy). Exactly one server decides a failover:
-//! the decision is taken under the DAG lock after re-reading the state,
-//! and only if the database's epoch has not moved. `switchover` moves an
+//! the decision is a compare-and-swap of the state that applies only if
+//! the database's active server and epoch are still the ones the decider
+//! saw lost, so of two deciders the second finds the epoch moved. `switchover` moves an
 //! active copy on request, losslessly. `endpoints` serves `/mock/dag/*`
 //! and `status` builds the view of `GET /mock/dag/status`.
 //!
@@ -50,6 +53,7 @@ pub mod report;
 pub mod state;
 pub mod status;
 mod switchover;
+pub mod versioned;
 pub mod witness;
 
 use std::collections::BTreeMap;
@@ -111,6 +115,10 @@ pub struct Dag {
     notes: Mutex<BTreeMap<String, String>>,
     view_version: Mutex<(u64, u64)>,
     had_quorum: std::sync::atomic::AtomicBool,
+    /// When this server last published its last generations (Unix ms).
+    published_ms: std::sync::atomic::AtomicU64,
+    /// The version of the cluster state in `cluster`.
+    cluster_version: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Dag {
@@ -179,6 +187,8 @@ impl Dag {
             notes: Mutex::new(BTreeMap::new()),
             view_version: Mutex::new((0, 0)),
             had_quorum: std::sync::atomic::AtomicBool::new(false),
+            published_ms: std::sync::atomic::AtomicU64::new(0),
+            cluster_version: std::sync::atomic::AtomicU64::new(0),
         };
         dag.refresh_definition();
         dag.refresh_state().context("reading the cluster state")?;
@@ -253,39 +263,46 @@ impl Dag {
         }
     }
 
-    /// Re-reads the cluster state, completing it (under the lock) with
-    /// databases it lacks. Blocking.
-    pub fn refresh_state(&self) -> std::io::Result<Arc<ClusterState>> {
-        let def = self.def();
-        let path = def.state.clone();
-        let mut state = state::read(&path)?;
-        if def.databases.iter().any(|d| state.db(&d.name).is_none()) {
-            state = self
-                .update_state(|s| {
-                    s.complete(&def, &self.me, now_ms());
-                })?
-                .1;
-        }
+    /// Keeps `state` (of `version`) as the cluster state this server
+    /// knows, unless it already knows a newer one.
+    fn keep_state(&self, version: u64, state: ClusterState) -> Arc<ClusterState> {
+        use std::sync::atomic::Ordering;
         let state = Arc::new(state);
-        self.cluster.store(Arc::clone(&state));
-        Ok(state)
+        if self.cluster_version.fetch_max(version, Ordering::AcqRel) <= version {
+            self.cluster.store(Arc::clone(&state));
+        }
+        state
     }
 
-    /// Changes the cluster state under the DAG lock (re-read inside it);
-    /// `f`'s result and the state written. Blocking.
+    /// The version of the cluster state this server knows.
+    pub fn state_version(&self) -> u64 {
+        self.cluster_version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Re-reads the cluster state, completing it with databases it lacks.
+    /// Blocking.
+    pub fn refresh_state(&self) -> std::io::Result<Arc<ClusterState>> {
+        let def = self.def();
+        let (version, state) = state::read_versioned(&def.state)?;
+        if def.databases.iter().any(|d| state.db(&d.name).is_none()) {
+            let (_, state) = self.update_state(|s| {
+                s.complete(&def, &self.me, now_ms());
+            })?;
+            return Ok(Arc::new(state));
+        }
+        Ok(self.keep_state(version, state))
+    }
+
+    /// Changes the cluster state by compare-and-swap: `change` runs on the
+    /// latest state (again after losing a race); its last result and the
+    /// state now. Blocking.
     pub fn update_state<R>(
         &self,
-        f: impl FnOnce(&mut ClusterState) -> R,
+        change: impl FnMut(&mut ClusterState) -> R,
     ) -> std::io::Result<(R, ClusterState)> {
-        let path = self.def().state.clone();
-        let _guard = lock::lock(&self.files.lock, lock::LOCK_WAIT)?;
-        let mut state = state::read(&path)?;
-        let before = state.clone();
-        let r = f(&mut state);
-        if state != before {
-            state::write(&path, &state)?;
-        }
-        self.cluster.store(Arc::new(state.clone()));
+        let (r, state, version) = state::update(&self.def().state, change)?;
+        self.keep_state(version, state.clone());
         Ok((r, state))
     }
 
@@ -357,12 +374,12 @@ impl Dag {
                 self.me
             )));
         }
-        let state = state::read(&self.def().state)
+        let (version, state) = state::read_versioned(&self.def().state)
             .map_err(|e| StoreError::Fenced(format!("cannot read the cluster state: {e}")))?;
         let ok = state.db(database).is_some_and(|d| {
             d.active.eq_ignore_ascii_case(&self.me) && d.epoch == epoch && d.moving_to.is_none()
         });
-        self.cluster.store(Arc::new(state));
+        self.keep_state(version, state);
         if ok {
             Ok(())
         } else {
@@ -421,7 +438,8 @@ impl Dag {
         let serving = rt
             .mounted
             .filter(|m| st.is_some_and(|s| s.epoch == m.epoch && s.moving_to.is_none()))
-            .filter(|_| active_here && self.has_quorum());
+            .filter(|_| active_here && self.has_quorum())
+            .filter(|m| self.still_active(&copy.database, m.epoch));
         let status = if serving.is_some() {
             CopyStatus::Mounted
         } else if active_here {
@@ -464,6 +482,25 @@ impl Dag {
         }
     }
 
+    /// Whether the latest cluster state (read now) still names this server
+    /// active for `database` at `epoch`: a claim to be mounted is checked
+    /// against it, not against what the last tick read. Blocking (one
+    /// small read).
+    fn still_active(&self, database: &str, epoch: u64) -> bool {
+        match state::read_versioned(&self.def().state) {
+            Ok((version, state)) => {
+                let ok = state.db(database).is_some_and(|d| {
+                    d.active.eq_ignore_ascii_case(&self.me)
+                        && d.epoch == epoch
+                        && d.moving_to.is_none()
+                });
+                self.keep_state(version, state);
+                ok
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Runs `f` as one logged change of this server's mounted copy
     /// `copy` (fenced; see [`Dag::fence`]); returns its result and the
     /// generation written.
@@ -490,6 +527,7 @@ impl Dag {
         PeerView {
             server: self.me.clone(),
             at_unix_ms: now_ms(),
+            state_version: self.state_version(),
             quorum: self.has_quorum(),
             copies: self
                 .copies()

@@ -94,6 +94,7 @@ mod tests {
         let view = PeerView {
             server: "EX2".into(),
             at_unix_ms: 20,
+            state_version: 3,
             quorum: true,
             copies: Default::default(),
         };

@@ -205,6 +205,9 @@ async fn diverged(
         copy.database, dag.me(), source.name, rt.copied,
         if rt.replayed >= first { "; they were replayed, so the copy is reseeded" } else { "" }
     );
+    // What this copy knew of "the active copy" included its own lost
+    // generations: the active copy's last is the truth now.
+    copy.update(|rt| rt.source_last = d.last_generation);
     if rt.replayed >= first {
         copy.update(|rt| rt.needs_seed = true);
         return Ok(Next::Again);
@@ -248,10 +251,7 @@ async fn seed(dag: &Arc<Dag>, copy: &Arc<LocalCopy>, source: &Member) -> Result<
         result
     })
     .await??;
-    copy.update(|rt| {
-        rt.phase = Phase::Copying;
-        rt.source_last = rt.source_last.max(position.generation);
-    });
+    copy.update(|rt| rt.phase = Phase::Copying);
     tracing::info!(server = %dag.me(), database = %copy.database, generation = position.generation,
         "{} on {} seeded from {} at generation {}", copy.database, dag.me(), source.name, position.generation);
     Ok(Next::Again)

@@ -60,6 +60,9 @@ impl CopyReport {
 pub struct PeerView {
     pub server: String,
     pub at_unix_ms: u64,
+    /// The version of the cluster state it knows.
+    #[serde(default)]
+    pub state_version: u64,
     /// Whether it has quorum.
     pub quorum: bool,
     /// Its copies, by database.

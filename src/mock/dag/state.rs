@@ -1,12 +1,14 @@
 //! The cluster state, `dag-state.json` (Exchange keeps it in the cluster
 //! database): for each database, which server holds the active copy and
 //! the activation epoch, a switchover in progress, the suspended copies,
-//! and the last activation (what Active Manager decided, and what it
-//! lost).
+//! the last activation (what Active Manager decided, and what it lost),
+//! and the last log generation the active copy published (at most once
+//! per heartbeat, while it changes).
 //!
-//! It is changed only under the DAG lock, by a server that has quorum at
-//! that moment (a failover, a switchover, a suspension), and written
-//! atomically; every server re-reads it each heartbeat, and the server
+//! It is changed by compare-and-swap (`versioned`: no lock a stopped
+//! server could hold), by a server that has quorum at that moment (a
+//! failover, a switchover, a suspension); every server re-reads it each
+//! heartbeat, and the server
 //! with the active copy reads it again before it acknowledges each write
 //! (fencing: a server that is no longer the active of record, at the same
 //! epoch, writes nothing). The epoch grows by one at every activation, so
@@ -18,6 +20,7 @@ use std::io;
 use std::path::Path;
 
 use super::definition::Definition;
+use super::versioned::{Updated, Versioned};
 
 /// How a database got its active copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -47,6 +50,18 @@ pub struct Activation {
     pub at_unix_ms: u64,
 }
 
+/// The last log generation the active copy published (Exchange keeps this
+/// "LastLogInfo" in the cluster database), so that a server deciding a
+/// failover knows what the lost server had even if it did not hear it
+/// lately.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastLog {
+    pub server: String,
+    pub epoch: u64,
+    pub generation: u64,
+    pub at_unix_ms: u64,
+}
+
 /// One database's state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DbState {
@@ -66,6 +81,9 @@ pub struct DbState {
     /// Automatic failovers so far.
     #[serde(default)]
     pub failovers: u64,
+    /// What the active copy last published of its log.
+    #[serde(default)]
+    pub last_log: Option<LastLog>,
 }
 
 impl DbState {
@@ -128,6 +146,7 @@ impl ClusterState {
                         at_unix_ms: now,
                     }),
                     failovers: 0,
+                    last_log: None,
                 },
             );
             changed = true;
@@ -136,24 +155,37 @@ impl ClusterState {
     }
 }
 
-/// Reads the state (absent: empty).
+/// Reads the latest state (none yet: empty). Blocking.
 pub fn read(path: &Path) -> io::Result<ClusterState> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ClusterState::default()),
-        Err(e) => Err(e),
-    }
+    Ok(read_versioned(path)?.1)
 }
 
-/// Writes the state atomically. The caller holds the DAG lock.
-pub fn write(path: &Path, state: &ClusterState) -> io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
-    crate::atomic_file::write_atomically(path, &bytes)
+/// The latest state and its version (0 before the first write). Blocking.
+pub fn read_versioned(path: &Path) -> io::Result<(u64, ClusterState)> {
+    let (version, state) = Versioned::<ClusterState>::new(path).read()?;
+    Ok((version, state.unwrap_or_default()))
+}
+
+/// Changes the state by compare-and-swap (see `versioned`): `change` may
+/// run more than once, on the latest state each time; it returns its
+/// result. Returns that result, the state now and its version. Blocking.
+pub fn update<R>(
+    path: &Path,
+    mut change: impl FnMut(&mut ClusterState) -> R,
+) -> io::Result<(R, ClusterState, u64)> {
+    let mut after = ClusterState::default();
+    let out = Versioned::<ClusterState>::new(path).update(|current| {
+        let mut state = current.cloned().unwrap_or_default();
+        let before = state.clone();
+        let r = change(&mut state);
+        after = state.clone();
+        ((state != before).then_some(state), r)
+    })?;
+    let (r, version) = match out {
+        Updated::Written(v, r) => (r, v),
+        Updated::Unchanged(r) => (r, read_versioned(path)?.0),
+    };
+    Ok((r, after, version))
 }
 
 #[cfg(test)]
@@ -175,12 +207,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dag-state.json");
         assert_eq!(read(&path).unwrap(), ClusterState::default());
-        state.db_mut("DB02").unwrap().suspended.insert("EX1".into());
-        write(&path, &state).unwrap();
+        let (first, _, v1) = update(&path, |s| s.complete(&def, "EX1", 5)).unwrap();
+        assert!(first);
+        assert_eq!(v1, 1);
+        let (changed, now, v2) = update(&path, |s| {
+            s.db_mut("DB02").unwrap().suspended.insert("EX1".into())
+        })
+        .unwrap();
+        assert!(changed);
+        assert_eq!(v2, 2);
+        assert_eq!(read_versioned(&path).unwrap().0, 2);
         let back = read(&path).unwrap();
-        assert_eq!(back, state);
+        assert_eq!(back, now);
+        assert_eq!(
+            back.db("DB02").unwrap().epoch,
+            state.db("DB02").unwrap().epoch
+        );
         assert!(back.db("DB02").unwrap().is_suspended("ex1"));
-        std::fs::write(&path, b"{").unwrap();
-        assert!(read(&path).is_err());
     }
 }

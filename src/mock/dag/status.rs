@@ -14,6 +14,7 @@
 //!     "moving_to": null, "failovers": 0, "note": null,
 //!     "last_activation": {"kind": "initial", "from": null, "to": "EX1", "lost_logs": 0,
 //!                         "generation": 0, "decided_by": "EX1", "at_unix_ms": 1700000000000},
+//!     "last_log": {"server": "EX1", "epoch": 1, "generation": 7, "at_unix_ms": 1700000001000},
 //!     "copies": [{"server": "EX1", "activation_preference": 1, "status": "Mounted",
 //!                 "copy_queue": 0, "replay_queue": 0, "copied_generation": 7,
 //!                 "replayed_generation": 7}, ...]
@@ -89,6 +90,7 @@ pub fn view(dag: &Dag) -> Value {
             "moving_to": st.and_then(|s| s.moving_to.clone()),
             "failovers": st.map_or(0, |s| s.failovers),
             "last_activation": st.and_then(|s| s.last_activation.clone()),
+            "last_log": st.and_then(|s| s.last_log.clone()),
             "note": dag.note_of(&db.name),
             "copies": copies,
         }));

@@ -122,7 +122,7 @@ pub async fn move_active(
     let (set, _) = blocking(move || {
         d.update_state(|s| match s.db_mut(&name) {
             Some(x) if x.epoch == epoch && x.moving_to.is_none() => {
-                x.moving_to = Some(t);
+                x.moving_to = Some(t.clone());
                 true
             }
             _ => false,
@@ -248,8 +248,8 @@ async fn catch_up_and_switch(
                 x.moving_to = None;
                 x.last_activation = Some(Activation {
                     kind: ActivationKind::Switchover,
-                    from: Some(s),
-                    to: t,
+                    from: Some(s.clone()),
+                    to: t.clone(),
                     lost_logs: 0,
                     generation: last,
                     decided_by: d.me().to_string(),
@@ -289,7 +289,14 @@ async fn forced(
                 .map(|(_, r)| r.source_last.max(r.copied))
         })
         .unwrap_or(0)
-        .max(report.source_last);
+        .max(report.source_last)
+        .max(
+            dag.cluster()
+                .db(database)
+                .and_then(|d| d.last_log.as_ref())
+                .filter(|l| l.server.eq_ignore_ascii_case(source))
+                .map_or(0, |l| l.generation),
+        );
     let lost = last_known.saturating_sub(report.copied);
     if !force {
         return Err(err(
@@ -315,8 +322,8 @@ async fn forced(
                 x.moving_to = None;
                 x.last_activation = Some(Activation {
                     kind: ActivationKind::Forced,
-                    from: Some(s),
-                    to: t,
+                    from: Some(s.clone()),
+                    to: t.clone(),
                     lost_logs: lost,
                     generation,
                     decided_by: d.me().to_string(),

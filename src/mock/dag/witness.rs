@@ -1,29 +1,32 @@
 //! The witness: a lease in a file of the lab directory, the DAG's
 //! tie-breaking vote (Exchange's file share witness).
 //!
-//! The file holds `{"holder": "EX1", "acquired_unix_ms": …,
-//! "expires_unix_ms": …}`. The protocol:
+//! The lease is `{"holder": "EX1", "acquired_unix_ms": …,
+//! "expires_unix_ms": …}`, a value changed by compare-and-swap in the lab
+//! directory (`witness.json.<version>` files, `witness.json` pointing at
+//! the latest; see `versioned` for why no lock). The protocol:
 //!
 //! 1. A server that needs the witness's vote (it would lack a majority
-//!    without it) takes the DAG lock (`flock`, see `lock`), reads the
-//!    file, and writes a new lease naming itself, expiring `witness_lease`
-//!    from now, **only if** the file is absent, unreadable as a lease,
-//!    expired, or already names it. It releases the lock. The write is
-//!    atomic (temporary file, fsync, rename, fsync of the directory), so a
-//!    reader never sees half a lease.
+//!    without it) reads the latest lease and writes a new version naming
+//!    itself, expiring `witness_lease` from now, **only if** there is none,
+//!    it has expired, or it already names this server. Two servers racing
+//!    for a free lease both try to write the same next version; one wins,
+//!    the other re-reads and finds it held.
 //! 2. The holder renews the same way while it still needs the vote; it
 //!    simply stops renewing when it does not (the lease runs out).
 //! 3. A lease is a vote only until its expiry, measured on the wall clock
 //!    that every process of the lab shares. The holder counts it only
 //!    while `now < expires`, from the expiry it wrote itself, so a server
 //!    stopped with SIGSTOP while holding it wakes up knowing that the vote
-//!    is gone, without reading anything; and nobody else can take it
-//!    before that same expiry. The vote is never held twice at once.
+//!    is gone, without reading anything; nobody else can take it before
+//!    that same expiry; and a renewal it had under way when it was stopped
+//!    cannot win when it wakes (the version it would write is taken). The
+//!    vote is never held twice at once.
 
 use std::io;
 use std::path::Path;
 
-use super::lock::{self, LOCK_WAIT};
+use super::versioned::{Updated, Versioned};
 
 /// A witness lease.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,10 +43,9 @@ impl Lease {
     }
 }
 
-/// The lease in `path`, if the file holds one (absent or unreadable: none).
+/// The lease in force or not, if any was ever written. Blocking.
 pub fn read(path: &Path) -> Option<Lease> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    Versioned::<Lease>::new(path).read().ok()?.1
 }
 
 /// What [`acquire`] found.
@@ -56,29 +58,25 @@ pub enum Outcome {
 }
 
 /// Takes or renews the lease for `me` for `duration_ms` from `now`
-/// (Unix ms), under the DAG lock at `lock_file`. Blocking.
-pub fn acquire(
-    lock_file: &Path,
-    path: &Path,
-    me: &str,
-    now: u64,
-    duration_ms: u64,
-) -> io::Result<Outcome> {
-    let _guard = lock::lock(lock_file, LOCK_WAIT)?;
-    if let Some(current) = read(path) {
-        if current.valid_at(now) && !current.holder.eq_ignore_ascii_case(me) {
-            return Ok(Outcome::HeldBy(current));
+/// (Unix ms). Blocking.
+pub fn acquire(path: &Path, me: &str, now: u64, duration_ms: u64) -> io::Result<Outcome> {
+    let out = Versioned::<Lease>::new(path).update(|current| match current {
+        Some(l) if l.valid_at(now) && !l.holder.eq_ignore_ascii_case(me) => {
+            (None, Outcome::HeldBy(l.clone()))
         }
-    }
-    let previous = read(path).filter(|l| l.holder.eq_ignore_ascii_case(me) && l.valid_at(now));
-    let lease = Lease {
-        holder: me.to_string(),
-        acquired_unix_ms: previous.map_or(now, |p| p.acquired_unix_ms),
-        expires_unix_ms: now.saturating_add(duration_ms),
-    };
-    let bytes = serde_json::to_vec_pretty(&lease).map_err(io::Error::other)?;
-    crate::atomic_file::write_atomically(path, &bytes)?;
-    Ok(Outcome::Held(lease))
+        _ => {
+            let renewing = current.filter(|l| l.holder.eq_ignore_ascii_case(me) && l.valid_at(now));
+            let lease = Lease {
+                holder: me.to_string(),
+                acquired_unix_ms: renewing.map_or(now, |p| p.acquired_unix_ms),
+                expires_unix_ms: now.saturating_add(duration_ms),
+            };
+            (Some(lease.clone()), Outcome::Held(lease))
+        }
+    })?;
+    Ok(match out {
+        Updated::Written(_, o) | Updated::Unchanged(o) => o,
+    })
 }
 
 #[cfg(test)]
@@ -88,32 +86,27 @@ mod tests {
     #[test]
     fn one_holder_until_expiry() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join("dag.toml.lock");
         let path = dir.path().join("witness.json");
         assert_eq!(read(&path), None);
-        let Outcome::Held(a) = acquire(&lock, &path, "EX1", 1_000, 3_000).unwrap() else {
+        let Outcome::Held(a) = acquire(&path, "EX1", 1_000, 3_000).unwrap() else {
             panic!("free lease not taken")
         };
         assert_eq!(a.expires_unix_ms, 4_000);
         assert!(a.valid_at(3_999) && !a.valid_at(4_000));
         assert_eq!(
-            acquire(&lock, &path, "EX2", 3_999, 3_000).unwrap(),
+            acquire(&path, "EX2", 3_999, 3_000).unwrap(),
             Outcome::HeldBy(a.clone())
         );
-        let Outcome::Held(renewed) = acquire(&lock, &path, "ex1", 2_000, 3_000).unwrap() else {
+        let Outcome::Held(renewed) = acquire(&path, "ex1", 2_000, 3_000).unwrap() else {
             panic!("holder could not renew")
         };
         assert_eq!(renewed.acquired_unix_ms, 1_000);
         assert_eq!(renewed.expires_unix_ms, 5_000);
-        let Outcome::Held(b) = acquire(&lock, &path, "EX2", 5_000, 3_000).unwrap() else {
+        let Outcome::Held(b) = acquire(&path, "EX2", 5_000, 3_000).unwrap() else {
             panic!("expired lease not taken")
         };
         assert_eq!(b.holder, "EX2");
         assert_eq!(b.acquired_unix_ms, 5_000);
-        std::fs::write(&path, b"garbage").unwrap();
-        assert!(matches!(
-            acquire(&lock, &path, "EX1", 5_001, 3_000).unwrap(),
-            Outcome::Held(_)
-        ));
+        assert_eq!(read(&path).unwrap().holder, "EX2");
     }
 }
