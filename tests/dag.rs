@@ -605,6 +605,23 @@ async fn logs_ship_to_the_passive_copy_and_requests_are_proxied() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-beserver"), "EX2");
     assert_eq!(r.header("x-feserver"), "EX1");
+    // Outlook Anywhere names the mailbox `<guid>@<domain>:6001`: the
+    // RPC_OUT_DATA channel streams through EX1 from EX2.
+    let r = http_call(
+        ex1,
+        "RPC_OUT_DATA",
+        &format!("/rpc/rpcproxy.dll?{guid}@lab.com:6001&bytes=100000"),
+        &[("authorization", &auth), ("content-type", "application/rpc")],
+        &"\0".repeat(76),
+        CALL,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-beserver"), "EX2");
+    assert_eq!(r.header("content-length"), "100000");
+    // (The body is binary; the helper reads it as text, lossily.)
+    assert!(r.body.len() >= 100_000, "the whole stream came through");
     // A health page is this server's own.
     let r = http_call(ex1, "GET", "/owa/healthcheck.htm", &[], "", CALL)
         .await

@@ -260,9 +260,10 @@ async fn logs(dag: &Arc<Dag>, db: &str, req: &Request<Incoming>) -> Response<Bod
         let mut records = Vec::new();
         let mut bytes = 0;
         let mut g = from;
-        while g <= last && g < from + MAX_RECORDS && bytes < MAX_RECORD_BYTES {
+        while g <= last && g < from.saturating_add(MAX_RECORDS) && bytes < MAX_RECORD_BYTES {
             let Some(r) = c.logs.read(g)? else { break };
-            bytes += r.ops.len() * 256;
+            bytes += std::fs::metadata(c.logs.path(g))
+                .map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX));
             records.push(r);
             g += 1;
         }
