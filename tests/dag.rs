@@ -611,7 +611,10 @@ async fn logs_ship_to_the_passive_copy_and_requests_are_proxied() {
         ex1,
         "RPC_OUT_DATA",
         &format!("/rpc/rpcproxy.dll?{guid}@lab.com:6001&bytes=100000"),
-        &[("authorization", &auth), ("content-type", "application/rpc")],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/rpc"),
+        ],
         &"\0".repeat(76),
         CALL,
     )
@@ -960,9 +963,11 @@ async fn sigstop_of_the_active_server_never_leaves_two_mounted_copies() {
         "two mounted copies of DB02: {overlaps:?}"
     );
     assert_eq!(claims.both_in_one_poll.load(Ordering::Relaxed), 0);
+    // EX2 woke either without quorum (and dismounted) or, its heartbeat
+    // first, with the newer state (and dismounted): either way, logged.
     assert!(
-        dag.log("EX2").contains("no quorum"),
-        "EX2 woke without quorum"
+        dag.log("EX2").contains("dismounted"),
+        "EX2 dismounted DB02 when it woke"
     );
 }
 
