@@ -121,9 +121,9 @@ pub fn seed_store(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// The lab's `dag.toml` for `servers` servers and the lab databases (see
-/// `dag::definition::lab_text`).
+/// `dag::lab_definition::lab_text`).
 pub fn lab_dag_definition(servers: u16) -> String {
-    dag::definition::lab_text(usize::from(servers), LAB_DATABASES)
+    dag::lab_definition::lab_text(usize::from(servers), LAB_DATABASES)
 }
 
 /// Adds the members EX1..EX`servers` that `dag.toml` at `path` lacks
@@ -131,7 +131,7 @@ pub fn lab_dag_definition(servers: u16) -> String {
 pub fn ensure_dag_members(path: &Path, servers: u16) -> anyhow::Result<()> {
     let names: Vec<String> = (1..=servers).map(|i| format!("EX{i}")).collect();
     let _guard = dag::lock::lock(&dag::lock::lock_path(path), dag::lock::LOCK_WAIT)?;
-    dag::definition::ensure_members(path, &names)?;
+    dag::definition_edit::ensure_members(path, &names)?;
     Ok(())
 }
 

@@ -27,6 +27,12 @@
 //! active copy on request, losslessly. `endpoints` serves `/mock/dag/*`
 //! and `status` builds the view of `GET /mock/dag/status`.
 //!
+//! The rest: `definition` (`dag.toml`), `definition_edit` (its edits),
+//! `lab_definition` (the lab's), `client` (server-to-server HTTP(S)),
+//! `peers` and `report` (what the others said), `reports` (what this
+//! server says), `mutations` (copy add, remove, suspend, resume), `api`
+//! (their errors).
+//!
 //! Safety across SIGSTOP: a server's quorum is valid only until its last
 //! answered heartbeats were sent plus two thirds of `failure_timeout`
 //! (or its witness lease expires), which is before any other server may
@@ -39,9 +45,11 @@ mod api;
 pub mod client;
 pub mod copy;
 pub mod definition;
+pub mod definition_edit;
 pub mod election;
 pub mod endpoints;
 mod heartbeat;
+pub mod lab_definition;
 pub mod lock;
 pub mod logs;
 mod manager;
@@ -50,6 +58,7 @@ pub mod peers;
 pub mod quorum;
 mod replication;
 pub mod report;
+mod reports;
 pub mod state;
 pub mod status;
 mod switchover;
@@ -68,7 +77,6 @@ use self::client::PeerClient;
 use self::copy::LocalCopy;
 use self::definition::{Definition, Member};
 use self::peers::Peers;
-use self::report::{CopyReport, CopyStatus, PeerView};
 use self::state::ClusterState;
 use crate::mock::store::StoreError;
 
@@ -157,7 +165,7 @@ impl Dag {
         let def = {
             let _guard = lock::lock(&files.lock, lock::LOCK_WAIT)
                 .with_context(|| format!("taking the DAG lock {}", files.lock.display()))?;
-            definition::register_member(definition, &me.name, &me.address, &me.fqdn, me.tls)?
+            definition_edit::register_member(definition, &me.name, &me.address, &me.fqdn, me.tls)?
         };
         let name = def
             .member(&me.name)
@@ -427,80 +435,6 @@ impl Dag {
         }
     }
 
-    /// How this server reports its own copy of `database`: `Mounted` only
-    /// while it takes writes (mounted at the epoch of record, no
-    /// switchover, quorum now).
-    pub fn report(&self, copy: &LocalCopy) -> CopyReport {
-        let rt = copy.runtime();
-        let cluster = self.cluster();
-        let st = cluster.db(&copy.database);
-        let active_here = st.is_some_and(|s| s.active.eq_ignore_ascii_case(&self.me));
-        let serving = rt
-            .mounted
-            .filter(|m| st.is_some_and(|s| s.epoch == m.epoch && s.moving_to.is_none()))
-            .filter(|_| active_here && self.has_quorum())
-            .filter(|m| self.still_active(&copy.database, m.epoch));
-        let status = if serving.is_some() {
-            CopyStatus::Mounted
-        } else if active_here {
-            CopyStatus::Dismounted
-        } else if st.is_some_and(|s| s.is_suspended(&self.me)) {
-            CopyStatus::Suspended
-        } else {
-            match &rt.phase {
-                copy::Phase::Initializing => CopyStatus::Initializing,
-                copy::Phase::Copying => CopyStatus::Healthy,
-                copy::Phase::Failed(_) => CopyStatus::Failed,
-            }
-        };
-        let source_last = if active_here {
-            rt.replayed.max(rt.copied)
-        } else {
-            let active = st
-                .and_then(|s| self.peers.view(&s.active))
-                .and_then(|v| {
-                    v.copies
-                        .iter()
-                        .find(|(db, _)| db.eq_ignore_ascii_case(&copy.database))
-                        .map(|(_, r)| r.source_last.max(r.copied))
-                })
-                .unwrap_or(0);
-            rt.source_last.max(rt.copied).max(active)
-        };
-        CopyReport {
-            status,
-            mounted_epoch: rt.mounted.map(|m| m.epoch),
-            mounted_since_unix_ms: serving.map(|m| m.since_unix_ms),
-            copied: rt.copied,
-            replayed: rt.replayed,
-            source_last,
-            epoch: rt.copied_epoch,
-            error: match rt.phase {
-                copy::Phase::Failed(e) => Some(e),
-                _ => None,
-            },
-        }
-    }
-
-    /// Whether the latest cluster state (read now) still names this server
-    /// active for `database` at `epoch`: a claim to be mounted is checked
-    /// against it, not against what the last tick read. Blocking (one
-    /// small read).
-    fn still_active(&self, database: &str, epoch: u64) -> bool {
-        match state::read_versioned(&self.def().state) {
-            Ok((version, state)) => {
-                let ok = state.db(database).is_some_and(|d| {
-                    d.active.eq_ignore_ascii_case(&self.me)
-                        && d.epoch == epoch
-                        && d.moving_to.is_none()
-                });
-                self.keep_state(version, state);
-                ok
-            }
-            Err(_) => false,
-        }
-    }
-
     /// Runs `f` as one logged change of this server's mounted copy
     /// `copy` (fenced; see [`Dag::fence`]); returns its result and the
     /// generation written.
@@ -520,41 +454,6 @@ impl Dag {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
-    }
-
-    /// This server's answer to a heartbeat.
-    pub fn view(&self) -> PeerView {
-        PeerView {
-            server: self.me.clone(),
-            at_unix_ms: now_ms(),
-            state_version: self.state_version(),
-            quorum: self.has_quorum(),
-            copies: self
-                .copies()
-                .iter()
-                .map(|c| (c.database.clone(), self.report(c)))
-                .collect(),
-        }
-    }
-
-    /// The report of `server`'s copy of `database`: this server's own
-    /// copy, or the peer's last report while it is fresher than the quorum
-    /// lease (else `None`: `ServiceDown`).
-    pub fn report_of(&self, server: &str, database: &str) -> Option<CopyReport> {
-        if server.eq_ignore_ascii_case(&self.me) {
-            return self.copy(database).map(|c| self.report(&c));
-        }
-        // A report older than the quorum lease may describe a claim the
-        // peer itself no longer holds: the peer counts as down here.
-        let lease = u64::try_from(self.def().quorum_lease().as_millis()).unwrap_or(u64::MAX);
-        if now_ms().saturating_sub(self.peers.last_heard(server)) > lease {
-            return None;
-        }
-        let view = self.peers.view(server)?;
-        view.copies
-            .iter()
-            .find(|(db, _)| db.eq_ignore_ascii_case(database))
-            .map(|(_, r)| r.clone())
     }
 
     /// Logs `text` about `database` once (until the text changes).

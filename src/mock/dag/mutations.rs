@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::api::{err, ApiError};
-use super::definition;
+use super::definition_edit;
 use super::report::CopyStatus;
 use super::{lock, Dag};
 
@@ -54,7 +54,7 @@ pub async fn add_copy(
     let def = blocking(move || {
         let _guard =
             lock::lock(&d.files.lock, lock::LOCK_WAIT).map_err(|e| err(503, e.to_string()))?;
-        definition::add_copy(&d.files.definition, &name, &srv, preference)
+        definition_edit::add_copy(&d.files.definition, &name, &srv, preference)
             .map_err(|e| err(409, e.to_string()))
     })
     .await?;
@@ -127,7 +127,7 @@ pub async fn remove_copy(dag: &Arc<Dag>, database: &str, server: &str) -> Result
         {
             return Err(err(409, format!("{srv} holds the active copy of {name}")));
         }
-        definition::remove_copy(&d.files.definition, &name, &srv)
+        definition_edit::remove_copy(&d.files.definition, &name, &srv)
             .map_err(|e| err(409, e.to_string()))
     })
     .await?;
