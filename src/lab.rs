@@ -373,7 +373,8 @@ fn refuse_older_lab(files: &LabFiles) -> anyhow::Result<()> {
 const DAG_SETTLE: Duration = Duration::from_secs(30);
 
 /// Waits (at most 30 s) until the first server's view shows a mounted
-/// copy of every database; returns that view (or the last one seen).
+/// copy of every database and every other copy healthy and caught up;
+/// returns that view (or the last one seen).
 async fn dag_settled(
     files: &LabFiles,
     args: &LabArgs,
@@ -387,9 +388,18 @@ async fn dag_settled(
     let mut last = None;
     loop {
         if let Ok(view) = mock::dag_status(name, *addr, tls).await {
-            let settled = view["databases"]
-                .as_array()
-                .is_some_and(|dbs| dbs.iter().all(|db| !db["mounted"].is_null()));
+            let settled = view["databases"].as_array().is_some_and(|dbs| {
+                dbs.iter().all(|db| {
+                    !db["mounted"].is_null()
+                        && db["copies"].as_array().is_some_and(|copies| {
+                            copies.iter().all(|c| {
+                                (c["status"] == "Mounted" || c["status"] == "Healthy")
+                                    && c["copy_queue"] == 0
+                                    && c["replay_queue"] == 0
+                            })
+                        })
+                })
+            });
             last = Some(view);
             if settled {
                 return last;
