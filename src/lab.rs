@@ -3,9 +3,16 @@
 //!
 //! The first run makes DIR: a lab root CA, the shared certificate for the
 //! array's fqdn and `autodiscover.<domain>` signed by it, an admin token,
-//! the seeded mailbox store and `DIR/casarray.toml` (a real config that
-//! `casarray serve --config` accepts on its own). Later runs reuse DIR. Each
-//! mock server is its own OS process, so killing one is losing a server.
+//! `DIR/casarray.toml` (a real config that `casarray serve --config`
+//! accepts on its own) and `DIR/dag.toml`, the database availability group
+//! of the mock servers: DB01 (Local IT) active on EX1 with a copy on EX2,
+//! DB02 (Global IT) active on EX2 with a copy on EX1 (with more servers,
+//! each database has copies on up to three of them), the witness lease in
+//! `DIR/witness.json` and which copy is active in `DIR/dag-state.json`.
+//! Each server keeps its copies in `DIR/servers/EXn/`. Later runs reuse
+//! DIR (a DIR of an older lab, with one shared mailbox store, is refused).
+//! Each mock server is its own OS process, so killing one is losing a
+//! server, and Active Manager moves its active databases to another.
 //! Ctrl-C stops every process the lab started.
 //!
 //! With `--member-tls` the mock servers serve HTTPS with certificates the
@@ -13,7 +20,6 @@
 //! and the array verifies them (`tls = true`, `[member_tls] ca`).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -72,7 +78,11 @@ struct LabFiles {
     cert: PathBuf,
     key: PathBuf,
     token: PathBuf,
-    store: PathBuf,
+    /// The shared mailbox store of older labs (refused).
+    legacy_store: PathBuf,
+    /// Where each server keeps its database copies (`servers/EX1`, ...).
+    servers: PathBuf,
+    dag: PathBuf,
     config: PathBuf,
 }
 
@@ -87,7 +97,9 @@ impl LabFiles {
             cert: certs.join(format!("{fqdn}.crt")),
             key: certs.join(format!("{fqdn}.key")),
             token: dir.join("admin.token"),
-            store: dir.join("store"),
+            legacy_store: dir.join("store"),
+            servers: dir.join("servers"),
+            dag: dir.join("dag.toml"),
             config: dir.join("casarray.toml"),
         }
     }
@@ -116,8 +128,11 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
     let first_run = !files.config.exists();
     if first_run {
         make_lab_dir(&files, &args, &domain)?;
+    } else {
+        refuse_older_lab(&files)?;
+        mock::ensure_dag_members(&files.dag, args.servers)
+            .with_context(|| format!("cannot update {}", files.dag.display()))?;
     }
-    mock::seed_store(&files.store).context("cannot seed the mailbox store")?;
     let exe = std::env::current_exe().context("cannot find the casarray executable")?;
 
     let mut procs = Procs::default();
@@ -137,13 +152,20 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
         cmd.arg("mock-server")
             .args(["--name", &name, "--listen", "127.0.0.1:0", "--fqdn", &fqdn])
             .arg("--store")
-            .arg(&files.store)
+            .arg(files.servers.join(&name))
+            .arg("--dag")
+            .arg(&files.dag)
             .arg("--shared-cert")
             .arg(&files.cert)
             .arg("--shared-key")
             .arg(&files.key);
         if let Some((cert, key)) = &member_tls {
-            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+            cmd.arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key)
+                .arg("--peer-ca")
+                .arg(&files.ca_cert);
         }
         let (child, line) = match start(cmd, &name, "listening on ").await {
             Ok(started) => started,
@@ -186,7 +208,9 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
         }
     };
     procs.0.push(("array".into(), array));
-    print_welcome(&files, &args, &members, first_run);
+    let copies = dag_settled(&files, &args, &members).await;
+    let dag = dag_text(&files, &args, &members, &procs, copies.as_ref());
+    print_welcome(&files, &args, &members, first_run, &dag);
 
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -236,8 +260,13 @@ fn make_lab_dir(files: &LabFiles, args: &LabArgs, domain: &str) -> anyhow::Resul
     write_file(&files.key, req.key_pem.as_bytes(), true)?;
     let token = random_token()?;
     write_file(&files.token, format!("{token}\n").as_bytes(), true)?;
-    std::fs::create_dir_all(&files.store)
-        .with_context(|| format!("cannot create {}", files.store.display()))?;
+    std::fs::create_dir_all(&files.servers)
+        .with_context(|| format!("cannot create {}", files.servers.display()))?;
+    write_file(
+        &files.dag,
+        mock::lab_dag_definition(args.servers).as_bytes(),
+        false,
+    )?;
     write_file(
         &files.config,
         initial_config(args, domain).as_bytes(),
@@ -322,6 +351,158 @@ fn member_cert(files: &LabFiles, fqdn: &str) -> anyhow::Result<(PathBuf, PathBuf
     Ok((cert, key))
 }
 
+/// A DIR made by an older lab (one mailbox store shared by every server,
+/// no `dag.toml`) is refused: its mail would not be in this lab's copies.
+fn refuse_older_lab(files: &LabFiles) -> anyhow::Result<()> {
+    if files.legacy_store.join("mailstore.sqlite").exists() || !files.dag.exists() {
+        bail!(
+            "{dir} was made by an older casarray lab (one mailbox store shared by every server, \
+             {store}); this version runs the servers as a database availability group, each \
+             with its own copies of the databases (dag.toml, servers/). Remove {dir} to make \
+             a new lab there, or pass --dir for a new one",
+            dir = files.dir.display(),
+            store = files.legacy_store.display(),
+        );
+    }
+    Ok(())
+}
+
+/// How long the lab waits for every database to have a mounted copy
+/// before it prints their status: 30 s.
+const DAG_SETTLE: Duration = Duration::from_secs(30);
+
+/// Waits (at most 30 s) until the first server's view shows a mounted
+/// copy of every database and every other copy healthy and caught up;
+/// returns that view (or the last one seen).
+async fn dag_settled(
+    files: &LabFiles,
+    args: &LabArgs,
+    members: &[(String, SocketAddr, String)],
+) -> Option<serde_json::Value> {
+    let (name, addr, fqdn) = members.first()?;
+    let tls = args
+        .member_tls
+        .then_some((files.ca_cert.as_path(), fqdn.as_str()));
+    let deadline = tokio::time::Instant::now() + DAG_SETTLE;
+    let mut last = None;
+    loop {
+        if let Ok(view) = mock::dag_status(name, *addr, tls).await {
+            let settled = view["databases"].as_array().is_some_and(|dbs| {
+                dbs.iter().all(|db| {
+                    !db["mounted"].is_null()
+                        && db["copies"].as_array().is_some_and(|copies| {
+                            copies.iter().all(|c| {
+                                (c["status"] == "Mounted" || c["status"] == "Healthy")
+                                    && c["copy_queue"] == 0
+                                    && c["replay_queue"] == 0
+                            })
+                        })
+                })
+            });
+            last = Some(view);
+            if settled {
+                return last;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            println!(
+                "  (the DAG has not mounted every database within 30 s; see the servers' messages)"
+            );
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The copy status (as `Get-MailboxDatabaseCopyStatus` shows it) and how
+/// to make DB02 fail over.
+fn dag_text(
+    files: &LabFiles,
+    args: &LabArgs,
+    members: &[(String, SocketAddr, String)],
+    procs: &Procs,
+    view: Option<&serde_json::Value>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  Database availability group ({}; witness {}):",
+        files.dag.display(),
+        files.dir.join("witness.json").display()
+    );
+    let _ = writeln!(
+        s,
+        "    {:<12} {:<13} {:>9} {:>11} {:>10}",
+        "Copy", "Status", "CopyQueue", "ReplayQueue", "Preference"
+    );
+    let empty = Vec::new();
+    let databases = view
+        .and_then(|v| v["databases"].as_array())
+        .unwrap_or(&empty);
+    for db in databases {
+        for c in db["copies"].as_array().unwrap_or(&empty) {
+            let _ = writeln!(
+                s,
+                "    {:<12} {:<13} {:>9} {:>11} {:>10}",
+                format!(
+                    "{}\\{}",
+                    db["name"].as_str().unwrap_or("?"),
+                    c["server"].as_str().unwrap_or("?")
+                ),
+                c["status"].as_str().unwrap_or("?"),
+                c["copy_queue"].to_string(),
+                c["replay_queue"].to_string(),
+                c["activation_preference"].to_string(),
+            );
+        }
+    }
+    let holder = databases
+        .iter()
+        .find(|db| db["name"] == "DB02")
+        .and_then(|db| db["mounted"].as_str().or(db["active"].as_str()))
+        .map(str::to_string);
+    let watcher = members
+        .iter()
+        .find(|(name, _, _)| Some(name) != holder.as_ref());
+    match (&holder, watcher) {
+        (Some(holder), Some((name, addr, fqdn))) => {
+            let pid = procs
+                .0
+                .iter()
+                .find(|(n, _)| n == holder)
+                .and_then(|(_, c)| c.id())
+                .map_or_else(|| "<its pid>".to_string(), |p| p.to_string());
+            let url = if args.member_tls {
+                format!(
+                    "curl --cacert {} --resolve {fqdn}:{port}:{ip} https://{fqdn}:{port}/mock/dag/status",
+                    files.ca_cert.display(),
+                    port = addr.port(),
+                    ip = addr.ip()
+                )
+            } else {
+                format!("curl http://{addr}/mock/dag/status")
+            };
+            let _ = writeln!(
+                s,
+                "  Watch DB02 move (Active Manager, AutoDatabaseMountDial GoodAvailability):"
+            );
+            let _ = writeln!(
+                s,
+                "    kill -9 {pid}    # {holder}, which holds DB02's active copy; within a few seconds:"
+            );
+            let _ = writeln!(s, "    {url}    # {name}'s view: DB02 mounted on {name}");
+            let _ = writeln!(
+                s,
+                "    Bob (DB02) gets 503 with Retry-After until then; every server answers for every mailbox."
+            );
+        }
+        _ => {
+            let _ = writeln!(s, "  (one server: no other copy to fail over to)");
+        }
+    }
+    s
+}
+
 /// Points the config at this run's addresses (and `[array] public_port` at
 /// the --https port) and mock servers.
 fn update_config(
@@ -379,24 +560,25 @@ fn update_config(
         doc["member_tls"] = toml_edit::Item::Table(t);
     }
     doc["member"] = toml_edit::Item::ArrayOfTables(tables);
+    // The lab's servers run a DAG: the array learns it from them (mailbox
+    // routing, /api/databases, copy-status).
+    let mut dag = toml_edit::Table::new();
+    dag["enabled"] = toml_edit::value(true);
+    doc["dag"] = toml_edit::Item::Table(dag);
     let text = doc.to_string();
-    crate::config::parse(&text, &files.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::config::parse(&text, &files.config)?;
     write_file(&files.config, text.as_bytes(), false)
 }
 
-/// Writes a file; keys get mode 0600 from creation.
+/// Writes a file whole (the crate's atomic writer); keys get mode 0600 from
+/// creation.
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    if private {
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
+    let mode = if private {
+        crate::atomic_file::PRIVATE
+    } else {
+        crate::atomic_file::Mode::Keep
+    };
+    crate::atomic_file::replace(path, bytes, mode)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -497,6 +679,7 @@ fn print_welcome(
     args: &LabArgs,
     members: &[(String, SocketAddr, String)],
     first_run: bool,
+    dag: &str,
 ) {
     let fqdn = &args.fqdn;
     let port = args.https.port();
@@ -554,6 +737,7 @@ fn print_welcome(
         "    casarray database set --config {} --all --rpc-client-access-server {fqdn}",
         files.config.display()
     );
+    s.push_str(dag);
     let _ = writeln!(s);
     let _ = writeln!(s, "  Ctrl-C stops the array and every mailbox server.");
     println!("{s}");

@@ -4,7 +4,11 @@
 //! lab's port, OWA logon and inbox, an EWS send seen by the
 //! recipient, a service failed on purpose on one server, a server lost to
 //! kill -9 while a client loops with the same session cookie, Ctrl-C
-//! stopping everything, a second run reusing the lab, and a taken port.
+//! stopping everything, a second run reusing the lab, and a taken port;
+//! the lab as a database availability group (issue 15): its copy status,
+//! DB02 moving when the server with its active copy is killed while Bob
+//! works through the array, and a lab directory of an older version
+//! refused.
 //!
 //! The lab needs fixed ports: a free one is found by binding port 0 and
 //! releasing it, and a start that loses that race is retried (3 times).
@@ -662,7 +666,11 @@ async fn lab_serves_clients_through_failures_and_stops_whole() {
     })
     .await;
 
-    // kill -9 EX1 while Alice keeps reading her inbox, same cookie.
+    // kill -9 EX2 while Alice keeps reading her inbox, same cookie. Her
+    // database, DB01, is active on EX1: losing the other server (and the
+    // copy of DB01 it held) costs her nothing, whichever server the array
+    // sends her to (EX2 proxied her requests to EX1).
+    let ex2 = lab.server("EX2").clone();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -694,14 +702,14 @@ async fn lab_serves_clients_through_failures_and_stops_whole() {
         done.load(Ordering::Relaxed) >= 30
     })
     .await;
-    signal(ex1.pid, libc::SIGKILL);
-    wait_until("EX1 out after kill -9", HEALTH_CHANGE, || async {
-        !member_up(admin, "EX1", "owa").await
+    signal(ex2.pid, libc::SIGKILL);
+    wait_until("EX2 out after kill -9", HEALTH_CHANGE, || async {
+        !member_up(admin, "EX2", "owa").await
     })
     .await;
     let at_down = done.load(Ordering::Relaxed);
     wait_until(
-        "inbox reads after EX1 is out",
+        "inbox reads after EX2 is out",
         Duration::from_secs(60),
         || async { done.load(Ordering::Relaxed) >= at_down + 50 },
     )
@@ -710,20 +718,20 @@ async fn lab_serves_clients_through_failures_and_stops_whole() {
     reader.await.unwrap();
     let errors = errors.lock().unwrap().clone();
     println!(
-        "kill -9 of EX1: {} inbox reads ({at_down} when EX1 was out), {} errors",
+        "kill -9 of EX2: {} inbox reads ({at_down} when EX2 was out), {} errors",
         done.load(Ordering::Relaxed),
         errors.len()
     );
     assert!(
         errors.is_empty(),
-        "client errors after kill -9 of EX1 ({} reads): {errors:?}",
+        "client errors after kill -9 of EX2 ({} reads): {errors:?}",
         done.load(Ordering::Relaxed)
     );
-    wait_until("the lab saw EX1 go", Duration::from_secs(20), || async {
-        lab.printed("EX1 exited")
+    wait_until("the lab saw EX2 go", Duration::from_secs(20), || async {
+        lab.printed("EX2 exited")
     })
     .await;
-    assert!(member_up(admin, "EX2", "owa").await);
+    assert!(member_up(admin, "EX1", "owa").await);
 
     // Ctrl-C: the lab exits 0 and nothing it started is left.
     let status = lab.interrupt();
@@ -868,6 +876,193 @@ fn taken_port_is_a_clear_error() {
         );
     }
     drop(taken);
+}
+
+/// The lab is a DAG: it prints the copy status and how to make DB02 move;
+/// kill -9 of EX2 (DB02's active copy) while Bob sends and reads through
+/// the array: DB02 mounts on EX1, and Bob's mail is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_is_a_dag_and_db02_moves_when_its_server_dies() {
+    let (_tmp, dir) = lab_dir();
+    let mut lab = Lab::start(&dir);
+    assert!(lab.prints("Database availability group").await);
+    assert!(lab.prints("Ctrl-C stops the array").await);
+    for line in [
+        "DB01\\EX1     Mounted",
+        "DB01\\EX2     Healthy",
+        "DB02\\EX2     Mounted",
+        "DB02\\EX1     Healthy",
+    ] {
+        assert!(lab.printed(line), "no {line:?} in the lab's output");
+    }
+    let ex1 = lab.server("EX1").clone();
+    let ex2 = lab.server("EX2").clone();
+    assert!(
+        lab.printed(&format!("kill -9 {}", ex2.pid)),
+        "the lab names EX2's pid as the one to kill"
+    );
+    assert!(dir.join("dag.toml").exists());
+    let config = std::fs::read_to_string(dir.join("casarray.toml")).expect("config");
+    assert!(
+        config.contains("name = \"DB01\"") && config.contains("name = \"DB02\""),
+        "{config}"
+    );
+    all_up(&lab).await;
+    let client = lab.client();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+    let unavailable = Arc::new(AtomicU64::new(0));
+    let worker = {
+        let client = client.clone();
+        let (stop, acked, unavailable) = (
+            Arc::clone(&stop),
+            Arc::clone(&acked),
+            Arc::clone(&unavailable),
+        );
+        tokio::spawn(async move {
+            let auth = basic(BOB.0, BOB.1);
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let subject = format!("bob-through-the-array-{i:05}");
+                let req = build(
+                    "POST",
+                    "/EWS/Exchange.asmx",
+                    &[
+                        ("authorization", auth.as_str()),
+                        ("content-type", "text/xml; charset=utf-8"),
+                    ],
+                    send_message(BOB.0, &subject, "x"),
+                );
+                match client.send(req).await {
+                    Ok(r)
+                        if r.status() == 200 && text(&r).contains("ResponseClass=\"Success\"") =>
+                    {
+                        acked.lock().unwrap().push((subject, Instant::now()));
+                    }
+                    Ok(r) if r.status() == 503 => {
+                        unavailable.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => panic!("unexpected answer {}: {}", r.status(), text(&r)),
+                    Err(_) => {
+                        unavailable.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let find = build(
+                    "POST",
+                    "/EWS/Exchange.asmx",
+                    &[("authorization", auth.as_str())],
+                    find_subject("bob-through"),
+                );
+                let _ = client.send(find).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    wait_until("Bob's mail flowing", Duration::from_secs(60), || async {
+        acked.lock().unwrap().len() >= 10
+    })
+    .await;
+    let killed = Instant::now();
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    signal(ex2.pid, libc::SIGKILL);
+    let view = Arc::new(Mutex::new(serde_json::Value::Null));
+    wait_until("DB02 mounted on EX1", Duration::from_secs(60), || {
+        let view = Arc::clone(&view);
+        async move {
+            let Ok((200, body)) = support::http_get(ex1.addr, "/mock/dag/status").await else {
+                return false;
+            };
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let mounted = v["databases"]
+                .as_array()
+                .and_then(|dbs| dbs.iter().find(|d| d["name"] == "DB02"))
+                .is_some_and(|d| d["mounted"] == "EX1");
+            *view.lock().unwrap() = v;
+            mounted
+        }
+    })
+    .await;
+    let before = acked.lock().unwrap().len();
+    wait_until(
+        "Bob's mail flowing again",
+        Duration::from_secs(60),
+        || async { acked.lock().unwrap().len() >= before + 10 },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    worker.await.unwrap();
+    let view = view.lock().unwrap().clone();
+    let db02 = view["databases"]
+        .as_array()
+        .and_then(|dbs| dbs.iter().find(|d| d["name"] == "DB02"))
+        .cloned()
+        .unwrap();
+    assert_eq!(db02["last_activation"]["kind"], "failover", "{db02}");
+    let lost_logs = db02["last_activation"]["lost_logs"].as_u64().unwrap();
+    let mounted_ms = db02["mounted_since_unix_ms"].as_u64().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let first_after = acked
+        .iter()
+        .find(|(_, at)| *at > killed)
+        .map(|(_, at)| at.duration_since(killed).as_millis())
+        .unwrap();
+    let mut missing = 0;
+    for (subject, _) in &acked {
+        let r = ews(&client, BOB, find_subject(subject)).await;
+        if !text(&r).contains("TotalItemsInView=\"1\"") {
+            missing += 1;
+        }
+    }
+    println!(
+        "lab, kill -9 of EX2: DB02 mounted on EX1 {} ms after the kill; Bob's first send acknowledged \
+         through the array {first_after} ms after it; {} answers 503 meanwhile; {} sends acknowledged, \
+         {missing} missing ({lost_logs} logs lost)",
+        mounted_ms.saturating_sub(killed_ms),
+        unavailable.load(Ordering::Relaxed),
+        acked.len()
+    );
+    assert!(
+        missing as u64 <= lost_logs,
+        "{missing} acknowledged messages missing"
+    );
+    assert!(lab.interrupt().success());
+    assert_no_process_uses(&dir);
+}
+
+/// A lab directory made by an older version (one mailbox store shared by
+/// every server) is refused with a clear message; nothing starts.
+#[test]
+fn an_older_lab_dir_is_refused() {
+    let (_tmp, dir) = lab_dir();
+    std::fs::create_dir_all(dir.join("store")).unwrap();
+    std::fs::write(dir.join("store").join("mailstore.sqlite"), b"").unwrap();
+    std::fs::write(dir.join("casarray.toml"), "# made by an older lab\n").unwrap();
+    let (https, admin) = two_free_ports();
+    let mut child = Command::new(BIN)
+        .arg("lab")
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn casarray lab");
+    let err = read_all(child.stderr.take().unwrap());
+    let status = wait_exit(&mut child, LAB_STOP).expect("the lab exits");
+    let stderr = err.wait(Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(
+        stderr.contains("was made by an older casarray lab") && stderr.contains("Remove"),
+        "unclear message: {stderr}"
+    );
+    assert_no_process_uses(&dir);
+    assert!(!dir.join("dag.toml").exists(), "nothing was made");
 }
 
 #[test]

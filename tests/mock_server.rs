@@ -985,9 +985,12 @@ async fn several_servers_write_the_store_at_once() {
         (3 * per_server).to_string()
     );
     drop(servers);
-    let conn = rusqlite::Connection::open(store.join("mailstore.sqlite")).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
+    for db in ["DB01", "DB02"] {
+        let file = store.join(db).join(format!("{db}.sqlite"));
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "{}", file.display());
+    }
 }

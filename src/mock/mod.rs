@@ -18,41 +18,33 @@
 //! Every response carries `X-FEServer`, `X-BEServer` and `X-DiagInfo` with
 //! the server's name, and `X-Mock-Connection` with the number of the TCP
 //! connection that carried it (counted from 1 per process); on a
-//! connection logged in with NTLM, `X-Mock-User` names the mailbox. `/mock/*` switches (fail or heal one service, add
-//! latency, read the state) exist for tests and demos.
+//! connection logged in with NTLM, `X-Mock-User` names the mailbox.
+//! `/mock/*` switches (fail or heal one service, add latency, read the
+//! state) exist for tests and demos.
+//!
+//! Rooms: `http` (the listener, the router and one file per Exchange
+//! endpoint, EWS in `http::ews`), `auth` (Basic, the NTLM connection login,
+//! OWA session cookies), `store` (the SQLite mail store), `format` (XML and
+//! dates), `users` (the lab's mailboxes and databases), `pem` (key and
+//! certificate files), `shared` (what every handler sees).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod auth;
-mod autodiscover;
-mod clock;
-mod conn_login;
-mod control;
-mod ews;
-mod ews_find;
-mod ews_folders;
-mod ews_items;
-mod ews_xml;
-mod form;
-mod health;
-mod ids;
-mod mapi;
-pub mod ntlm;
-mod other;
-mod owa;
+mod dag;
+mod databases;
+mod directory;
+mod format;
+mod http;
 mod pem;
-mod request;
-mod response;
-mod rpc;
-mod server;
-mod session;
+mod shared;
 mod store;
 mod users;
-mod xml;
 
-pub use server::MockServer;
+pub use auth::ntlm;
+pub use http::server::MockServer;
 pub use users::{LAB_DATABASES, LAB_USERS};
 
 /// `casarray mock-server`: one mock mailbox server.
@@ -65,10 +57,21 @@ pub struct MockArgs {
     /// tells which).
     #[arg(long)]
     pub listen: SocketAddr,
-    /// Directory of the shared mailbox store (`DIR/mailstore.sqlite`);
-    /// created and seeded if needed.
+    /// Directory of the mailbox store, one file per database
+    /// (`DIR/<DB>/<DB>.sqlite`). Without `--dag`, shared by the lab's
+    /// servers (created and seeded if needed); with `--dag`, this server's
+    /// own copies and their logs.
     #[arg(long)]
     pub store: PathBuf,
+    /// The DAG's definition (`dag.toml`): this server is a member of that
+    /// database availability group, keeps its own copies of the databases
+    /// it hosts and registers its address there.
+    #[arg(long)]
+    pub dag: Option<PathBuf>,
+    /// PEM CA certificates that sign the other members' HTTPS certificates
+    /// (server-to-server calls to members with `tls = true`).
+    #[arg(long)]
+    pub peer_ca: Option<PathBuf>,
     /// The server's own fqdn; default: the lower-cased name +
     /// `.lab.local`.
     #[arg(long)]
@@ -110,11 +113,56 @@ pub async fn run(args: MockArgs) -> anyhow::Result<()> {
     server.serve(shutdown_signal()).await
 }
 
-/// Creates or opens the store under `dir` and seeds the lab mailboxes
-/// (idempotent).
+/// Creates or opens the shared store under `dir` (no DAG) and seeds the
+/// lab mailboxes (idempotent).
 pub fn seed_store(dir: &Path) -> anyhow::Result<()> {
-    store::Store::open(dir)?;
+    databases::Databases::open_shared(dir)?;
     Ok(())
+}
+
+/// The lab's `dag.toml` for `servers` servers and the lab databases (see
+/// `dag::lab_definition::lab_text`).
+pub fn lab_dag_definition(servers: u16) -> String {
+    dag::lab_definition::lab_text(usize::from(servers), LAB_DATABASES)
+}
+
+/// Adds the members EX1..EX`servers` that `dag.toml` at `path` lacks
+/// (without copies), under the DAG lock.
+pub fn ensure_dag_members(path: &Path, servers: u16) -> anyhow::Result<()> {
+    let names: Vec<String> = (1..=servers).map(|i| format!("EX{i}")).collect();
+    let _guard = dag::lock::lock(&dag::lock::lock_path(path), dag::lock::LOCK_WAIT)?;
+    dag::definition_edit::ensure_members(path, &names)?;
+    Ok(())
+}
+
+/// `GET /mock/dag/status` of the mock server at `address` (HTTPS when
+/// `tls` gives the CA file and the server's name), bounded to 5 s.
+pub async fn dag_status(
+    name: &str,
+    address: SocketAddr,
+    tls: Option<(&Path, &str)>,
+) -> anyhow::Result<serde_json::Value> {
+    let member = dag::definition::Member {
+        name: name.to_string(),
+        address: Some(address.to_string()),
+        fqdn: tls.map(|(_, fqdn)| fqdn.to_string()),
+        tls: tls.is_some(),
+    };
+    let client = dag::client::PeerClient::new(tls.map(|(ca, _)| ca))?;
+    let reply = client
+        .call(
+            &member,
+            dag::client::request(::http::Method::GET, "/mock/dag/status", ""),
+            std::time::Duration::from_secs(5),
+            1024 * 1024,
+        )
+        .await?;
+    anyhow::ensure!(
+        reply.status.is_success(),
+        "{name} answered {}",
+        reply.status
+    );
+    Ok(serde_json::from_slice(&reply.body)?)
 }
 
 /// Completes on SIGTERM or SIGINT.
@@ -192,6 +240,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         seed_store(dir.path()).unwrap();
         seed_store(dir.path()).unwrap();
-        assert!(dir.path().join(store::STORE_FILE).exists());
+        assert!(store::database_file(dir.path(), "DB02").exists());
     }
 }

@@ -46,13 +46,37 @@ pub fn mailbox_legacy_dn(address: &str) -> String {
 }
 
 /// A mailbox as the server knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mailbox {
     /// Primary SMTP address, lower case.
     pub address: String,
     pub display_name: String,
     /// The mailbox database, e.g. `DB01`.
     pub database: String,
+    /// The mailbox GUID (see [`mailbox_guid`]): MAPI/HTTP and Outlook
+    /// Anywhere name the mailbox `<guid>@<domain>`.
+    pub guid: String,
+}
+
+/// The stable GUID of the mailbox `address`: a version 8 UUID made of the
+/// first 16 bytes of SHA-256 of `casarray lab mailbox\n<address>`
+/// (lower-cased), so every process and every run agrees on it.
+pub fn mailbox_guid(address: &str) -> String {
+    let input = format!("casarray lab mailbox\n{}", address.to_ascii_lowercase());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest.as_ref()[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80; // version 8
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// Normalizes what a user typed as a logon name: `alice@lab.com`,
@@ -87,6 +111,16 @@ mod tests {
             assert!(address.contains('@') && !password.is_empty());
             assert!(LAB_DATABASES.iter().any(|(name, _)| name == db));
         }
+    }
+
+    #[test]
+    fn guids_are_stable_uuids() {
+        let a = mailbox_guid("alice@lab.com");
+        assert_eq!(a, mailbox_guid("Alice@Lab.com"));
+        assert_ne!(a, mailbox_guid("bob@lab.com"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "8", "version 8: {a}");
+        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
     }
 
     #[test]

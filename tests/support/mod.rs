@@ -585,3 +585,108 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .unwrap()
 }
+
+/// Starts `casarray mock-server` on an ephemeral port, its log (stderr) in
+/// `log`, at level `TEST_RUST_LOG` (default `info`).
+pub fn spawn_mock_logged(
+    name: &str,
+    store: &Path,
+    extra: &[&str],
+    log: &Path,
+) -> (Proc, SocketAddr) {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "mock-server",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+        ])
+        .arg(store)
+        .args(extra)
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .expect("spawn mock-server");
+    let stdout = child.stdout.take().unwrap();
+    let addr = wait_line(name, stdout, |l| {
+        l.split("listening on ")
+            .nth(1)
+            .and_then(|a| a.trim().parse().ok())
+    });
+    (
+        Proc {
+            child,
+            name: name.to_owned(),
+        },
+        addr,
+    )
+}
+
+/// A plain HTTP/1.1 answer with its headers.
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// A header as text ("" when absent).
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// One plain HTTP/1.1 request on a new connection, bounded by `limit`.
+pub async fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    limit: Duration,
+) -> anyhow::Result<Reply> {
+    let exchange = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string());
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let resp = sender
+            .send_request(b.body(Full::new(Bytes::from(body.to_owned())))?)
+            .await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, anyhow::Error>(Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {addr} within {limit:?}"))?
+}
