@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 
 use super::context::{Admin, DrainChange};
+use super::page::Sampler;
 use super::put_database;
 use super::reply::{self, Reply};
 use super::views;
@@ -34,6 +35,10 @@ enum Endpoint<'a> {
     Drain(&'a str, bool),
     Databases,
     Database(&'a str),
+    /// `GET /api/series`: the status page's time series.
+    Series,
+    /// `GET /api/overview`: rates, certificates, reloads, SMTP, blocked.
+    Overview,
 }
 
 /// Who may make a call.
@@ -49,6 +54,8 @@ impl<'a> Endpoint<'a> {
         let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         let e = match segments.as_slice() {
             ["healthz"] => Endpoint::Healthz,
+            ["api", "series"] => Endpoint::Series,
+            ["api", "overview"] => Endpoint::Overview,
             ["metrics"] => Endpoint::Metrics,
             ["api", "array"] => Endpoint::Array,
             ["api", "members"] => Endpoint::Members,
@@ -86,6 +93,7 @@ pub async fn handle<B>(
     snap: Arc<Snapshot>,
     metrics: &Metrics,
     admin: &Admin,
+    sampler: &Sampler,
     peer: SocketAddr,
     req: Request<B>,
 ) -> Reply
@@ -107,6 +115,8 @@ where
     }
     match endpoint {
         Endpoint::Healthz => reply::text(StatusCode::OK, "ok\n"),
+        Endpoint::Series => reply::json(&sampler.series()),
+        Endpoint::Overview => reply::json(&sampler.overview(&snap)),
         Endpoint::Metrics => reply::metrics(metrics.render_with(|g| snap.upstreams.export(g))),
         Endpoint::Array => reply::json(&views::array(&snap)),
         Endpoint::Members => reply::json(&views::members(&snap)),
@@ -199,6 +209,7 @@ mod tests {
         snap: Arc<Snapshot>,
         metrics: Metrics,
         admin: Admin,
+        sampler: Sampler,
     }
 
     fn fixture(admin_section: &str) -> Fixture {
@@ -226,6 +237,7 @@ mod tests {
             snap,
             metrics,
             admin,
+            sampler: Sampler::default(),
         }
     }
 
@@ -249,6 +261,7 @@ mod tests {
             Arc::clone(&f.snap),
             &f.metrics,
             &f.admin,
+            &f.sampler,
             peer.parse().unwrap(),
             req,
         )
@@ -401,5 +414,39 @@ mod tests {
         assert_eq!(headers[http::header::ALLOW], "GET, PUT");
         let (status, _, _) = call(&f, LOCAL, "POST", "/metrics", None).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn the_status_page_data_is_a_read_call() {
+        let f = fixture("[admin]\ntoken_file = \"admin.token\"");
+        for path in ["/api/series", "/api/overview"] {
+            let (status, _, _) = call(&f, REMOTE, "GET", path, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+            let (status, _, _) = call(&f, REMOTE, "GET", path, Some(TOKEN)).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+        }
+        f.sampler.sample(&f.metrics, &f.snap);
+        f.metrics
+            .requests
+            .with_label_values(&["owa", "EX1", "503"])
+            .inc();
+        f.sampler.sample(&f.metrics, &f.snap);
+        let (status, headers, body) = call(&f, LOCAL, "GET", "/api/series", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[http::header::CACHE_CONTROL], "no-store");
+        let v = json(&body);
+        assert_eq!(v["interval_ms"], 1000);
+        assert_eq!(v["capacity"], 600);
+        assert_eq!(v["at_unix_ms"].as_array().unwrap().len(), 1);
+        assert!(v["requests_per_s"][0].as_f64().unwrap() > 0.0, "{v}");
+        assert_eq!(v["requests_per_s"][0], v["errors_per_s"][0]);
+        assert_eq!(v["members"]["EX2"][0], 0.0);
+        let (status, _, body) = call(&f, LOCAL, "GET", "/api/overview", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let v = json(&body);
+        assert_eq!(v["reloads"]["success"], 0);
+        assert_eq!(v["reloads"]["last"], serde_json::Value::Null);
+        assert!(v["rates"]["members"]["EX1"].as_f64().unwrap() > 0.0, "{v}");
+        assert_eq!(v["smtp"], serde_json::json!([]));
     }
 }
