@@ -1,7 +1,8 @@
 //! Which admin call a request is, who may make it, and the answer.
 //!
 //! Access:
-//! - `/healthz` is open to everyone.
+//! - `/healthz` and the status page's files (`/`, `/status`, `/status/*`)
+//!   are open to everyone; the page reads its data through the API below.
 //! - Read calls (`GET /metrics`, `GET /api/...`) are open to clients on
 //!   loopback; from elsewhere (an admin listener on a non-loopback address,
 //!   which needs a token) they need the bearer token too.
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 
 use super::context::{Admin, DrainChange};
-use super::page::Sampler;
+use super::page::{Asset, Sampler};
 use super::put_database;
 use super::reply::{self, Reply};
 use super::views;
@@ -35,6 +36,8 @@ enum Endpoint<'a> {
     Drain(&'a str, bool),
     Databases,
     Database(&'a str),
+    /// The status page: `GET /`, `/status` and its files under `/status/`.
+    Page(Asset),
     /// `GET /api/series`: the status page's time series.
     Series,
     /// `GET /api/overview`: rates, certificates, reloads, SMTP, blocked.
@@ -54,6 +57,8 @@ impl<'a> Endpoint<'a> {
         let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         let e = match segments.as_slice() {
             ["healthz"] => Endpoint::Healthz,
+            [""] | ["status"] => Endpoint::Page(Asset::Index),
+            ["status", file] => Endpoint::Page(Asset::named(file)?),
             ["api", "series"] => Endpoint::Series,
             ["api", "overview"] => Endpoint::Overview,
             ["metrics"] => Endpoint::Metrics,
@@ -77,6 +82,8 @@ impl<'a> Endpoint<'a> {
         match (self, method) {
             (Endpoint::Healthz, &Method::GET) => Ok(Access::Open),
             (Endpoint::Healthz, _) => Err("GET"),
+            (Endpoint::Page(_), &Method::GET | &Method::HEAD) => Ok(Access::Open),
+            (Endpoint::Page(_), _) => Err("GET, HEAD"),
             (Endpoint::Drain(..), &Method::POST) => Ok(Access::Mutate),
             (Endpoint::Drain(..), _) => Err("POST"),
             (Endpoint::Database(_), &Method::GET) => Ok(Access::Read),
@@ -115,6 +122,7 @@ where
     }
     match endpoint {
         Endpoint::Healthz => reply::text(StatusCode::OK, "ok\n"),
+        Endpoint::Page(asset) => asset.reply(),
         Endpoint::Series => reply::json(&sampler.series()),
         Endpoint::Overview => reply::json(&sampler.overview(&snap)),
         Endpoint::Metrics => reply::metrics(metrics.render_with(|g| snap.upstreams.export(g))),
@@ -297,9 +305,17 @@ mod tests {
             Endpoint::parse("/api/databases/DB01"),
             Some(Endpoint::Database("DB01"))
         );
+        assert_eq!(Endpoint::parse("/"), Some(Endpoint::Page(Asset::Index)));
+        assert_eq!(
+            Endpoint::parse("/status/app.js"),
+            Some(Endpoint::Page(Asset::Script))
+        );
         for bad in [
             "",
-            "/",
+            "//",
+            "/status/",
+            "/status/nothing.js",
+            "/status/app.js/x",
             "/api",
             "/api/members/",
             "/api/members//drain",
@@ -417,8 +433,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_status_page_data_is_a_read_call() {
+    async fn the_status_page_is_open_and_its_data_is_a_read_call() {
         let f = fixture("[admin]\ntoken_file = \"admin.token\"");
+        for (path, kind) in [
+            ("/", "text/html"),
+            ("/status", "text/html"),
+            ("/status/app.js", "text/javascript"),
+            ("/status/style.css", "text/css"),
+        ] {
+            for peer in [LOCAL, REMOTE] {
+                let (status, headers, body) = call(&f, peer, "GET", path, None).await;
+                assert_eq!(status, StatusCode::OK, "{path} from {peer}");
+                assert!(headers[http::header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(kind));
+                let csp = headers[http::header::CONTENT_SECURITY_POLICY]
+                    .to_str()
+                    .unwrap();
+                assert!(csp.contains("script-src 'self'"), "{csp}");
+                assert!(!body.is_empty());
+            }
+        }
+        let (status, _, _) = call(&f, LOCAL, "HEAD", "/", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, headers, _) = call(&f, LOCAL, "POST", "/", Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[http::header::ALLOW], "GET, HEAD");
+
         for path in ["/api/series", "/api/overview"] {
             let (status, _, _) = call(&f, REMOTE, "GET", path, None).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");

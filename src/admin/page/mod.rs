@@ -19,11 +19,13 @@
 //! `POST /api/databases/{name}/move-active`, sent with the admin token the
 //! user types (kept in a script variable only).
 
+mod assets;
 mod overview;
 mod reading;
 mod sampler;
 mod series;
 
+pub use assets::Asset;
 pub use sampler::{Sampler, Sampling};
 
 #[cfg(test)]
