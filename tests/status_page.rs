@@ -384,14 +384,21 @@ async fn the_status_page_in_a_browser() {
         // owa has no member now (down on EX1, EX2 drained): its requests
         // get 503, and the errors show for some seconds.
         tokio::time::sleep(Duration::from_secs(10)).await;
-        browser
+        let height = browser
             .eval(
                 "document.activeElement.blur(); \
-                 document.querySelectorAll('.scroll').forEach(e => { e.scrollLeft = 0; }); return true;",
+                 document.querySelectorAll('.scroll').forEach(e => { e.scrollLeft = 0; }); \
+                 return document.documentElement.scrollHeight;",
                 json!([]),
             )
             .unwrap();
+        // The whole page (the window's height counts some pixels that the
+        // page does not get), then the window as it was.
+        let height = height.as_u64().unwrap_or(1000).clamp(600, 4000) as u32;
+        browser.resize(1280, height + 120).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         screenshot(&browser, path);
+        browser.resize(1280, 1000).unwrap();
     }
 
     // 5. Activate EX2 again by a click (the token is remembered).

@@ -2,10 +2,10 @@
 //! errors (5xx) per second for the whole array, and requests per second per
 //! member, one sample per [`INTERVAL`], the last [`CAPACITY`] samples.
 //!
-//! Bounded: at most `CAPACITY` samples of `2 + members` numbers and a time
-//! (about 20 KiB for two members); members are those of the current config,
-//! so a member removed by a reload leaves the series with it. Nothing is
-//! kept across a restart.
+//! Bounded: at most `CAPACITY` samples of `2 + members` numbers and a time,
+//! 8 bytes each (600 x 40 bytes = 24 KB for two members); members are those
+//! of the current config, so a member removed by a reload leaves the series
+//! with it. Nothing is kept across a restart.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
