@@ -30,8 +30,8 @@ pub struct OverviewView {
     /// Members with an SMTP address, in config order; empty without
     /// `listen.smtp`.
     pub smtp: Vec<HubView>,
-    /// Requests refused by each shield rule since start; null when this
-    /// build has no `casarray_blocked_requests_total`.
+    /// Requests refused by each shield rule since start, read every 10 s;
+    /// null when this build has no `casarray_blocked_requests_total`.
     pub blocked: Option<BTreeMap<String, u64>>,
 }
 

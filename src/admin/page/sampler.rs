@@ -2,7 +2,12 @@
 //! counters into rates since the previous reading, keeps them in the
 //! bounded [`Series`] and notes when the reload counters change. The admin
 //! listener starts it ([`Sampler::run`]) and its calls read it.
+//!
+//! Every sample reads the counters `Metrics` holds as fields; every
+//! [`FULL_EVERY`]th (the first included) reads the whole registry, for the
+//! blocked requests and the start time (see `reading.rs`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,11 +21,17 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
+/// One sample in this many reads the whole registry: every 10 s, so the
+/// blocked-request counts are at most 10 s old.
+pub const FULL_EVERY: u64 = 10;
+
 /// The status page's memory of the recent past; shared by the sampling
 /// task and the admin calls.
 #[derive(Default)]
 pub struct Sampler {
     inner: Mutex<Inner>,
+    /// Samples taken.
+    taken: AtomicU64,
 }
 
 #[derive(Default)]
@@ -65,13 +76,31 @@ impl Sampler {
             .iter()
             .map(|b| b.name.as_str())
             .collect();
-        self.record(Instant::now(), unix_ms(), reading::read(metrics), &members);
+        let full = self.taken.fetch_add(1, Ordering::Relaxed) % FULL_EVERY == 0;
+        let reading = if full {
+            reading::read_all(metrics)
+        } else {
+            reading::read_fields(metrics)
+        };
+        self.record(Instant::now(), unix_ms(), reading, full, &members);
     }
 
     /// Records `reading`, taken at `at` (`at_unix_ms` on the wall clock);
-    /// a point is added from the second reading on.
-    fn record(&self, at: Instant, at_unix_ms: i64, reading: Reading, members: &[&str]) {
+    /// a point is added from the second reading on. Unless it is `full`,
+    /// the blocked requests and the start time are the previous reading's.
+    fn record(
+        &self,
+        at: Instant,
+        at_unix_ms: i64,
+        mut reading: Reading,
+        full: bool,
+        members: &[&str],
+    ) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (false, Some((_, before))) = (full, &inner.previous) {
+            reading.blocked.clone_from(&before.blocked);
+            reading.started_unix = before.started_unix;
+        }
         inner.reloads.observe(&reading.reloads, at_unix_ms);
         if let Some((then, before)) = &inner.previous {
             let seconds = at.saturating_duration_since(*then).as_secs_f64();
@@ -143,12 +172,13 @@ mod tests {
     fn rates_are_counter_differences_over_the_elapsed_time() {
         let s = Sampler::default();
         let t0 = Instant::now();
-        s.record(t0, 1_000, reading(10.0, 1.0, 4.0, 0), &["EX1", "EX2"]);
+        s.record(t0, 1_000, reading(10.0, 1.0, 4.0, 0), true, &["EX1", "EX2"]);
         assert_eq!(s.series().at_unix_ms.len(), 0, "one reading: no rate yet");
         s.record(
             t0 + Duration::from_secs(2),
             3_000,
             reading(30.0, 5.0, 10.0, 1),
+            false,
             &["EX1", "EX2"],
         );
         let v = s.series();
@@ -165,17 +195,19 @@ mod tests {
     fn a_counter_that_went_back_gives_zero_not_a_negative_rate() {
         let s = Sampler::default();
         let t0 = Instant::now();
-        s.record(t0, 0, reading(10.0, 0.0, 10.0, 0), &["EX1"]);
+        s.record(t0, 0, reading(10.0, 0.0, 10.0, 0), true, &["EX1"]);
         s.record(
             t0 + Duration::from_secs(1),
             1_000,
             reading(5.0, 0.0, 5.0, 0),
+            false,
             &["EX1"],
         );
         s.record(
             t0 + Duration::from_secs(1),
             1_000,
             reading(6.0, 0.0, 6.0, 0),
+            false,
             &["EX1"],
         );
         let v = s.series();
@@ -183,6 +215,30 @@ mod tests {
         // with no time passed (no point).
         assert_eq!(v.requests_per_s, [0.0]);
         assert_eq!(v.members["EX1"], [0.0]);
+    }
+
+    #[test]
+    fn blocked_counts_come_from_the_full_reads_and_are_kept_between() {
+        let s = Sampler::default();
+        let t0 = Instant::now();
+        let full = Reading {
+            blocked: Some([("rule-a".to_string(), 3)].into()),
+            started_unix: Some(1_700_000_000),
+            ..reading(1.0, 0.0, 1.0, 0)
+        };
+        s.record(t0, 0, full, true, &["EX1"]);
+        let fields_only = reading(2.0, 0.0, 2.0, 0);
+        s.record(
+            t0 + Duration::from_secs(1),
+            1_000,
+            fields_only,
+            false,
+            &["EX1"],
+        );
+        let f = crate::admin::page::tests::live();
+        let o = s.overview(&f.live.snapshot.load());
+        assert_eq!(o.blocked.unwrap()["rule-a"], 3);
+        assert_eq!(o.started_unix, Some(1_700_000_000));
     }
 
     #[tokio::test(start_paused = true)]
