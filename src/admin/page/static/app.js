@@ -675,7 +675,9 @@
       ev.preventDefault();
       if (pending) pending(null);
     });
-    dlg.addEventListener('close', function () { if (pending) pending(null); });
+    // Closed some other way (a form method=dialog, the browser): cancelled.
+    // A dialog opened again meanwhile is not.
+    dlg.addEventListener('close', function () { if (pending && !dlg.open) pending(null); });
   }
 
   function showResult(kind, text) {
