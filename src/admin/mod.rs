@@ -16,8 +16,8 @@
 
 mod context;
 mod error;
-mod page;
 
+mod page;
 mod put_database;
 mod reply;
 mod routes;
