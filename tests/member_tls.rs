@@ -129,19 +129,27 @@ async fn wait_down_because(admin: SocketAddr, member: &str, why: &str) -> String
     detail(admin, member, "owa").await
 }
 
+/// Waits until each member is up for each service by a passed probe (a
+/// member starts up before its first probe, with no check to show).
 async fn wait_up(admin: SocketAddr, names: &[&str], services: &[&str]) {
     wait_until(
         &format!("{names:?} up for {services:?}"),
         HEALTH_CHANGE,
         || async {
-            for name in names {
-                for service in services {
-                    if !member_up(admin, name, service).await {
-                        return false;
-                    }
-                }
-            }
-            true
+            let v = members(admin).await;
+            names.iter().all(|name| {
+                let Some(m) = v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m["name"] == *name)
+                else {
+                    return false;
+                };
+                services
+                    .iter()
+                    .all(|s| m["services"][*s] == true && m["last_checks"][*s]["ok"] == true)
+            })
         },
     )
     .await;

@@ -9,7 +9,8 @@
 //!    `listen.admin` without a token, reads the token, loads the state file
 //!    (a corrupt one is an error);
 //! 2. [`Admin::apply`] on the first snapshot's members, before traffic;
-//! 3. [`server::AdminListener`] on `listen.admin`;
+//! 3. [`server::AdminListener`] on `listen.admin` (it also samples the
+//!    status page's series, `page/`);
 //! 4. [`Admin::reload`] on every reload (token read again, drain state
 //!    applied to the new snapshot's members).
 
@@ -17,6 +18,7 @@ mod context;
 mod dag_calls;
 mod error;
 
+mod page;
 mod put_database;
 mod reply;
 mod routes;

@@ -1,7 +1,8 @@
 //! Which admin call a request is, who may make it, and the answer.
 //!
 //! Access:
-//! - `/healthz` is open to everyone.
+//! - `/healthz` and the status page's files (`/`, `/status`, `/status/*`)
+//!   are open to everyone; the page reads its data through the API below.
 //! - Read calls (`GET /metrics`, `GET /api/...`) are open to clients on
 //!   loopback; from elsewhere (an admin listener on a non-loopback address,
 //!   which needs a token) they need the bearer token too.
@@ -17,6 +18,7 @@ use http::{Method, Request, StatusCode};
 
 use super::context::{Admin, DrainChange};
 use super::dag_calls::{self, Change};
+use super::page::{Asset, Sampler};
 use super::put_database;
 use super::reply::{self, Reply};
 use super::views;
@@ -39,6 +41,12 @@ enum Endpoint<'a> {
     /// `/api/databases/{db}/move-active`, `/copies`, `/copies/{server}`,
     /// `/copies/{server}/suspend|resume`.
     DagChange(&'a str, Change<'a>),
+    /// The status page: `GET /`, `/status` and its files under `/status/`.
+    Page(Asset),
+    /// `GET /api/series`: the status page's time series.
+    Series,
+    /// `GET /api/overview`: rates, certificates, reloads, SMTP, blocked.
+    Overview,
 }
 
 /// Who may make a call.
@@ -54,6 +62,10 @@ impl<'a> Endpoint<'a> {
         let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         let e = match segments.as_slice() {
             ["healthz"] => Endpoint::Healthz,
+            [""] | ["status"] => Endpoint::Page(Asset::Index),
+            ["status", file] => Endpoint::Page(Asset::named(file)?),
+            ["api", "series"] => Endpoint::Series,
+            ["api", "overview"] => Endpoint::Overview,
             ["metrics"] => Endpoint::Metrics,
             ["api", "array"] => Endpoint::Array,
             ["api", "members"] => Endpoint::Members,
@@ -89,6 +101,8 @@ impl<'a> Endpoint<'a> {
         match (self, method) {
             (Endpoint::Healthz, &Method::GET) => Ok(Access::Open),
             (Endpoint::Healthz, _) => Err("GET"),
+            (Endpoint::Page(_), &Method::GET | &Method::HEAD) => Ok(Access::Open),
+            (Endpoint::Page(_), _) => Err("GET, HEAD"),
             (Endpoint::Drain(..), &Method::POST) => Ok(Access::Mutate),
             (Endpoint::Drain(..), _) => Err("POST"),
             (Endpoint::Database(_), &Method::GET) => Ok(Access::Read),
@@ -110,6 +124,7 @@ pub async fn handle<B>(
     metrics: &Metrics,
     dag: &Dag,
     admin: &Admin,
+    sampler: &Sampler,
     peer: SocketAddr,
     req: Request<B>,
 ) -> Reply
@@ -131,6 +146,9 @@ where
     }
     match endpoint {
         Endpoint::Healthz => reply::text(StatusCode::OK, "ok\n"),
+        Endpoint::Page(asset) => asset.reply(),
+        Endpoint::Series => reply::json(&sampler.series()),
+        Endpoint::Overview => reply::json(&sampler.overview(&snap)),
         Endpoint::Metrics => reply::metrics(metrics.render_with(|g| snap.upstreams.export(g))),
         Endpoint::Array => reply::json(&views::array(&snap)),
         Endpoint::Members => reply::json(&views::members(&snap)),
@@ -226,6 +244,7 @@ mod tests {
         snap: Arc<Snapshot>,
         metrics: Metrics,
         admin: Admin,
+        sampler: Sampler,
     }
 
     fn fixture(admin_section: &str) -> Fixture {
@@ -253,6 +272,7 @@ mod tests {
             snap,
             metrics,
             admin,
+            sampler: Sampler::default(),
         }
     }
 
@@ -277,6 +297,7 @@ mod tests {
             &f.metrics,
             &Dag::default(),
             &f.admin,
+            &f.sampler,
             peer.parse().unwrap(),
             req,
         )
@@ -312,9 +333,17 @@ mod tests {
             Endpoint::parse("/api/databases/DB01"),
             Some(Endpoint::Database("DB01"))
         );
+        assert_eq!(Endpoint::parse("/"), Some(Endpoint::Page(Asset::Index)));
+        assert_eq!(
+            Endpoint::parse("/status/app.js"),
+            Some(Endpoint::Page(Asset::Script))
+        );
         for bad in [
             "",
-            "/",
+            "//",
+            "/status/",
+            "/status/nothing.js",
+            "/status/app.js/x",
             "/api",
             "/api/members/",
             "/api/members//drain",
@@ -429,5 +458,65 @@ mod tests {
         assert_eq!(headers[http::header::ALLOW], "GET, PUT");
         let (status, _, _) = call(&f, LOCAL, "POST", "/metrics", None).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn the_status_page_is_open_and_its_data_is_a_read_call() {
+        let f = fixture("[admin]\ntoken_file = \"admin.token\"");
+        for (path, kind) in [
+            ("/", "text/html"),
+            ("/status", "text/html"),
+            ("/status/app.js", "text/javascript"),
+            ("/status/style.css", "text/css"),
+        ] {
+            for peer in [LOCAL, REMOTE] {
+                let (status, headers, body) = call(&f, peer, "GET", path, None).await;
+                assert_eq!(status, StatusCode::OK, "{path} from {peer}");
+                assert!(headers[http::header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(kind));
+                let csp = headers[http::header::CONTENT_SECURITY_POLICY]
+                    .to_str()
+                    .unwrap();
+                assert!(csp.contains("script-src 'self'"), "{csp}");
+                assert!(!body.is_empty());
+            }
+        }
+        let (status, _, _) = call(&f, LOCAL, "HEAD", "/", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, headers, _) = call(&f, LOCAL, "POST", "/", Some(TOKEN)).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[http::header::ALLOW], "GET, HEAD");
+
+        for path in ["/api/series", "/api/overview"] {
+            let (status, _, _) = call(&f, REMOTE, "GET", path, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+            let (status, _, _) = call(&f, REMOTE, "GET", path, Some(TOKEN)).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+        }
+        f.sampler.sample(&f.metrics, &f.snap);
+        f.metrics
+            .requests
+            .with_label_values(&["owa", "EX1", "503"])
+            .inc();
+        f.sampler.sample(&f.metrics, &f.snap);
+        let (status, headers, body) = call(&f, LOCAL, "GET", "/api/series", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[http::header::CACHE_CONTROL], "no-store");
+        let v = json(&body);
+        assert_eq!(v["interval_ms"], 1000);
+        assert_eq!(v["capacity"], 600);
+        assert_eq!(v["at_unix_ms"].as_array().unwrap().len(), 1);
+        assert!(v["requests_per_s"][0].as_f64().unwrap() > 0.0, "{v}");
+        assert_eq!(v["requests_per_s"][0], v["errors_per_s"][0]);
+        assert_eq!(v["members"]["EX2"][0], 0.0);
+        let (status, _, body) = call(&f, LOCAL, "GET", "/api/overview", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let v = json(&body);
+        assert_eq!(v["reloads"]["success"], 0);
+        assert_eq!(v["reloads"]["last"], serde_json::Value::Null);
+        assert!(v["rates"]["members"]["EX1"].as_f64().unwrap() > 0.0, "{v}");
+        assert_eq!(v["smtp"], serde_json::json!([]));
     }
 }
