@@ -269,7 +269,12 @@ async fn metrics_parse_back_with_every_contract_metric_and_move_with_traffic() {
         .iter()
         .flat_map(|(_, l, _)| l.keys().map(String::as_str))
         .collect();
-    let allowed: BTreeSet<&str> = ["service", "member", "code", "result", "name", "le"].into();
+    // rule, kind, scope, table: the security metrics' fixed label values
+    // (issue 18).
+    let allowed: BTreeSet<&str> = [
+        "service", "member", "code", "result", "name", "le", "rule", "kind", "scope", "table",
+    ]
+    .into();
     assert!(labels.is_subset(&allowed), "labels: {labels:?}");
     // Latency buckets resolve 100 µs to 5 min.
     for le in ["0.0001", "0.001", "60", "300"] {
