@@ -8,6 +8,7 @@
 //! is a status, not an error); the changes exit non-zero with the reason
 //! when the DAG refused them.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,8 +37,13 @@ pub enum CopyChange {
 
 /// `casarray database copy-status`: the copies of `db` (or of every
 /// database), as a table or as the admin API's JSON.
-pub fn copy_status(cfg: &Config, db: Option<&str>, as_json: bool) -> anyhow::Result<String> {
-    let client = client(cfg, STATUS_WAIT, false)?;
+pub fn copy_status(
+    cfg: &Config,
+    admin: Option<SocketAddr>,
+    db: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<String> {
+    let client = client(cfg, admin, STATUS_WAIT, false)?;
     let dbs: Vec<DatabaseView> = block_on(async move { client.get("/api/databases").await })
         .context("cannot start a runtime")??;
     let dbs: Vec<DatabaseView> = match db {
@@ -105,10 +111,15 @@ pub(crate) fn render_copy_status(dbs: &[DatabaseView]) -> String {
 
 /// `casarray database move-active DB --server NAME`: returns once the copy
 /// on NAME is mounted.
-pub fn move_active(cfg: &Config, db: &str, server: &str) -> anyhow::Result<String> {
+pub fn move_active(
+    cfg: &Config,
+    admin: Option<SocketAddr>,
+    db: &str,
+    server: &str,
+) -> anyhow::Result<String> {
     let path = format!("/api/databases/{}/move-active", segment(db)?);
     let body = json!({ "server": server });
-    let done = change(cfg, &path, Method::POST, Some(body))?;
+    let done = change(cfg, admin, &path, Method::POST, Some(body))?;
     let active = done["active"].as_str().unwrap_or(server);
     let mut line = format!("{db}: active copy now on {active}");
     if let Some(from) = done["from"].as_str() {
@@ -127,6 +138,7 @@ pub fn move_active(cfg: &Config, db: &str, server: &str) -> anyhow::Result<Strin
 /// `casarray database copy add|remove|suspend|resume DB --server NAME`.
 pub fn copy_change(
     cfg: &Config,
+    admin: Option<SocketAddr>,
     db: &str,
     server: &str,
     what: &CopyChange,
@@ -158,7 +170,7 @@ pub fn copy_change(
             format!("copy of {db} on {server} resumed"),
         ),
     };
-    let done = change(cfg, &path, method, body)?;
+    let done = change(cfg, admin, &path, method, body)?;
     let mut line = said;
     if let (Some(status), Some(cq)) = (done["status"].as_str(), done["copy_queue"].as_u64()) {
         line.push_str(&format!(": {status}, copy queue {cq}"));
@@ -166,8 +178,14 @@ pub fn copy_change(
     Ok(line + "\n")
 }
 
-fn change(cfg: &Config, path: &str, method: Method, body: Option<Value>) -> anyhow::Result<Value> {
-    let client = client(cfg, CHANGE_WAIT, true)?;
+fn change(
+    cfg: &Config,
+    admin: Option<SocketAddr>,
+    path: &str,
+    method: Method,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let client = client(cfg, admin, CHANGE_WAIT, true)?;
     let path = path.to_owned();
     block_on(async move {
         client
@@ -178,10 +196,15 @@ fn change(cfg: &Config, path: &str, method: Method, body: Option<Value>) -> anyh
     .map_err(Into::into)
 }
 
-/// A client of the array of `cfg` (its `listen.admin`), with its token when
-/// `token` (changes need it).
-fn client(cfg: &Config, timeout: Duration, token: bool) -> anyhow::Result<AdminClient> {
-    let client = AdminClient::new(cfg.listen.admin, timeout);
+/// A client of the array of `cfg` (at `admin`, default its `listen.admin`),
+/// with its token when `token` (changes need it).
+fn client(
+    cfg: &Config,
+    admin: Option<SocketAddr>,
+    timeout: Duration,
+    token: bool,
+) -> anyhow::Result<AdminClient> {
+    let client = AdminClient::new(admin.unwrap_or(cfg.listen.admin), timeout);
     if !token {
         return Ok(client);
     }

@@ -91,6 +91,10 @@ pub enum DatabaseCommand {
         /// The config file (its listen.admin is asked).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// The running array's admin listener, when not the config's
+        /// `listen.admin` (for example one bound to port 0).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
         /// One database; default: all.
         #[arg(value_name = "DB")]
         database: Option<String>,
@@ -103,6 +107,10 @@ pub enum DatabaseCommand {
     MoveActive {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// The running array's admin listener, when not the config's
+        /// `listen.admin` (for example one bound to port 0).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
         #[arg(value_name = "DB")]
         database: String,
         /// The server (member name) whose copy becomes active.
@@ -123,6 +131,10 @@ pub enum CopyCommand {
     Add {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// The running array's admin listener, when not the config's
+        /// `listen.admin` (for example one bound to port 0).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
         #[arg(value_name = "DB")]
         database: String,
         #[arg(long, value_name = "NAME")]
@@ -135,6 +147,10 @@ pub enum CopyCommand {
     Remove {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// The running array's admin listener, when not the config's
+        /// `listen.admin` (for example one bound to port 0).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
         #[arg(value_name = "DB")]
         database: String,
         #[arg(long, value_name = "NAME")]
@@ -144,6 +160,10 @@ pub enum CopyCommand {
     Suspend {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// The running array's admin listener, when not the config's
+        /// `listen.admin` (for example one bound to port 0).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
         #[arg(value_name = "DB")]
         database: String,
         #[arg(long, value_name = "NAME")]
@@ -153,6 +173,10 @@ pub enum CopyCommand {
     Resume {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// The running array's admin listener, when not the config's
+        /// `listen.admin` (for example one bound to port 0).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
         #[arg(value_name = "DB")]
         database: String,
         #[arg(long, value_name = "NAME")]
@@ -241,31 +265,38 @@ pub fn run_database(cmd: DatabaseCommand) -> anyhow::Result<()> {
         }
         DatabaseCommand::CopyStatus {
             config,
+            admin,
             database,
             json,
         } => {
             let cfg = load(&config)?;
-            print!("{}", copies::copy_status(&cfg, database.as_deref(), json)?);
+            print!(
+                "{}",
+                copies::copy_status(&cfg, admin, database.as_deref(), json)?
+            );
             Ok(())
         }
         DatabaseCommand::MoveActive {
             config,
+            admin,
             database,
             server,
         } => {
             let cfg = load(&config)?;
-            print!("{}", copies::move_active(&cfg, &database, &server)?);
+            print!("{}", copies::move_active(&cfg, admin, &database, &server)?);
             Ok(())
         }
         DatabaseCommand::Copy(cmd) => {
-            let (config, database, server, what) = match cmd {
+            let (config, admin, database, server, what) = match cmd {
                 CopyCommand::Add {
                     config,
+                    admin,
                     database,
                     server,
                     activation_preference,
                 } => (
                     config,
+                    admin,
                     database,
                     server,
                     copies::CopyChange::Add {
@@ -274,22 +305,28 @@ pub fn run_database(cmd: DatabaseCommand) -> anyhow::Result<()> {
                 ),
                 CopyCommand::Remove {
                     config,
+                    admin,
                     database,
                     server,
-                } => (config, database, server, copies::CopyChange::Remove),
+                } => (config, admin, database, server, copies::CopyChange::Remove),
                 CopyCommand::Suspend {
                     config,
+                    admin,
                     database,
                     server,
-                } => (config, database, server, copies::CopyChange::Suspend),
+                } => (config, admin, database, server, copies::CopyChange::Suspend),
                 CopyCommand::Resume {
                     config,
+                    admin,
                     database,
                     server,
-                } => (config, database, server, copies::CopyChange::Resume),
+                } => (config, admin, database, server, copies::CopyChange::Resume),
             };
             let cfg = load(&config)?;
-            print!("{}", copies::copy_change(&cfg, &database, &server, &what)?);
+            print!(
+                "{}",
+                copies::copy_change(&cfg, admin, &database, &server, &what)?
+            );
             Ok(())
         }
     }

@@ -270,10 +270,19 @@ async fn forward_pooled(
                     ctx.set_ntlm_member(&member.name);
                 }
                 let stick = selection.stick(m);
+                // OWA: the array's routing cookie after a forms logon.
+                let owa = out
+                    .parts
+                    .extensions
+                    .get::<crate::security::OwaLogon>()
+                    .and_then(|l| l.user.as_ref())
+                    .and_then(|u| {
+                        mailbox::logon_cookie(u.as_bytes(), resp.status(), resp.headers())
+                    });
                 let reuse = upstreams.returnable(m, sender);
                 let attempts = selection.attempts();
                 let mut resp = answer(snap, (m, s), resp, (guard, reuse), attempts, out);
-                if let Some(cookie) = stick {
+                for cookie in stick.into_iter().chain(owa) {
                     resp.headers_mut().append(header::SET_COOKIE, cookie);
                 }
                 return Ok(resp);
@@ -285,10 +294,10 @@ async fn forward_pooled(
             Failure::Member => out.replay.can_replay(),
             Failure::ClientBody | Failure::Timeout => false,
         };
-        if retry && preferred == Some(m) && matches!(failure, Failure::Connect) {
-            // The member holding the mailbox's active copy is gone: wait for
-            // the DAG to mount another copy rather than land on a member
-            // that would only proxy to the dead one.
+        if retry && preferred == Some(m) {
+            // The member holding the mailbox's active copy refused or went
+            // away: wait for the DAG to mount another copy rather than land
+            // on a member that would only proxy to the dead one.
             preferred = None;
             match routing::route(snap, dag, out.mailbox.as_ref(), s, Some(m)).await {
                 Ok(r) => {

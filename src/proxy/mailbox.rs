@@ -216,6 +216,36 @@ fn owa_cookie(headers: &HeaderMap) -> Option<MailboxId> {
         .and_then(|v| percent_decoded_bytes(v, Source::OwaCookie))
 }
 
+/// The array's OWA routing cookie for a forms logon that succeeded: the
+/// member's answer to `POST /owa/auth.owa` (whose form named `user`) is a
+/// redirect that is not the failed-logon one. `None` otherwise.
+pub fn logon_cookie(
+    user: &[u8],
+    status: http::StatusCode,
+    headers: &HeaderMap,
+) -> Option<http::HeaderValue> {
+    if !status.is_redirection() {
+        return None;
+    }
+    let location = headers.get(header::LOCATION)?.as_bytes();
+    if crate::security::credentials::is_owa_logon_failure(location) {
+        return None;
+    }
+    let id = MailboxId::new(user, Source::OwaCookie)?;
+    let mut value = String::with_capacity(OWA_COOKIE.len() + MAX_ID + 48);
+    value.push_str(OWA_COOKIE);
+    value.push('=');
+    for b in id.as_str().bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+            value.push(char::from(b));
+        } else {
+            value.push_str(&format!("%{b:02X}"));
+        }
+    }
+    value.push_str("; Path=/owa; Secure; HttpOnly; SameSite=Lax");
+    http::HeaderValue::from_str(&value).ok()
+}
+
 /// The mailbox an Autodiscover or EWS body names in its first bytes
 /// (`prefix`, at most a few KiB): POX `<EMailAddress>`, SOAP `<Mailbox>`
 /// (with any namespace prefix), EWS impersonation's
@@ -439,6 +469,34 @@ mod tests {
         );
         assert_eq!(from_body(b"<EMailAddress>"), None);
         assert_eq!(from_body(b"<EMailAddress>no-at</EMailAddress>"), None);
+    }
+
+    #[test]
+    fn a_successful_owa_logon_gets_the_routing_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("https://mail.lab.com/owa/"),
+        );
+        let c = logon_cookie(b"bob", http::StatusCode::FOUND, &h).unwrap();
+        assert_eq!(
+            c,
+            "casarray_mailbox=bob; Path=/owa; Secure; HttpOnly; SameSite=Lax"
+        );
+        let c = logon_cookie(b"LAB\\bob", http::StatusCode::FOUND, &h).unwrap();
+        assert!(c
+            .to_str()
+            .unwrap()
+            .starts_with("casarray_mailbox=lab%5Cbob;"));
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("/owa/auth/logon.aspx?url=x&reason=2"),
+        );
+        assert_eq!(logon_cookie(b"bob", http::StatusCode::FOUND, &h), None);
+        assert_eq!(
+            logon_cookie(b"bob", http::StatusCode::OK, &HeaderMap::new()),
+            None
+        );
     }
 
     #[test]

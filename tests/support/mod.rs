@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod dag;
 pub mod shields;
 
 use std::io::{BufRead, BufReader};
