@@ -11,6 +11,7 @@
 //! offsets to line:col), `error`.
 
 mod ca;
+mod cidr;
 mod duration;
 mod error;
 mod model;
@@ -22,6 +23,7 @@ mod values;
 
 use std::path::Path;
 
+pub use cidr::Cidr;
 pub use duration::{format_duration, parse_duration};
 pub use error::ConfigError;
 pub use model::*;

@@ -11,7 +11,22 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::security::Cidr;
+use super::cidr::Cidr;
+
+/// The ids of the Exchange shields' rules, in the order they are checked:
+/// what `[security] disabled_rules` may name (README "Security"). The
+/// rules themselves are `security::rules::RULES`, whose test checks that
+/// their ids are these.
+pub const SHIELD_RULE_IDS: [&str; 8] = [
+    "internal-routing-headers",
+    "proxylogon-anonresource",
+    "proxylogon-beresource",
+    "proxylogon-backendcookie",
+    "proxyshell-explicit-logon",
+    "proxyshell-rps-cat",
+    "proxynotshell-autodiscover-powershell",
+    "owassrf-powershell",
+];
 
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]

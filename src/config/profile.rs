@@ -6,8 +6,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::cidr::Cidr;
 use super::model::{Affinity, HealthKind, ServiceConfig};
-use crate::security::Cidr;
 
 /// Which Exchange generation's load-balancing advice the built-in services
 /// follow. Chosen by `[array] profile`; default `exchange2013`.

@@ -1119,7 +1119,7 @@ fn allow_from_per_service() {
             .allow_from
             .clone()
     };
-    let internal = Some(crate::security::Cidr::internal());
+    let internal = Some(crate::config::Cidr::internal());
     // The built-in profile: PowerShell internal only, the rest open.
     let c = d.parse(MINIMAL).unwrap();
     assert_eq!(find(&c, "powershell"), internal);

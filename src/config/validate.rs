@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::cidr::Cidr;
 use super::duration::parse_duration;
 use super::error::ConfigError;
 use super::model::*;
@@ -12,7 +13,6 @@ use super::profile::{exchange_profile, Profile};
 use super::raw::*;
 use super::span::{key_start, position};
 use super::values;
-use crate::security::Cidr;
 
 /// Default `site` (Active Directory's first site).
 const DEFAULT_SITE: &str = "Default-First-Site-Name";
@@ -741,16 +741,12 @@ impl Ctx<'_> {
         let mut disabled_rules: Vec<String> = Vec::new();
         for id in r.disabled_rules.iter().flat_map(|l| l.get_ref()) {
             let name = id.get_ref();
-            if crate::security::rules::index_of(name).is_none() {
-                let known: Vec<&str> = crate::security::rules::RULES
-                    .iter()
-                    .map(|r| r.id())
-                    .collect();
+            if !SHIELD_RULE_IDS.contains(&name.as_str()) {
                 return Err(self.at_value(
                     id.span(),
                     format!(
                         "security.disabled_rules: unknown rule \"{name}\" (rules: {})",
-                        known.join(", ")
+                        SHIELD_RULE_IDS.join(", ")
                     ),
                 ));
             }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use crate::mock::auth::session::Sealer;
 use crate::mock::databases::Databases;
 use crate::mock::http::health::HealthState;
-use crate::mock::http::rpc::RpcStats;
+use crate::mock::http::rpc_stats::RpcStats;
 
 /// What every request handler sees.
 #[derive(Debug)]

@@ -25,7 +25,6 @@
 //! allocation; `benches/shields.rs` measures it and
 //! `tests/shields_alloc.rs` counts its allocations (zero).
 
-pub mod cidr;
 pub mod credentials;
 pub mod lockout;
 pub mod normalize;
@@ -38,7 +37,7 @@ use http::header::{HeaderMap, HeaderValue, LOCATION, STRICT_TRANSPORT_SECURITY};
 use http::{Method, StatusCode};
 use prometheus::IntCounter;
 
-pub use cidr::Cidr;
+pub use crate::config::Cidr;
 pub use credentials::{Kind, UserName};
 pub use lockout::{Limits, Scope};
 
@@ -126,6 +125,19 @@ impl Shields {
     /// The shields of `cfg`; the lockout tables are `previous`'s (they
     /// outlive reloads), or new ones.
     pub fn build(cfg: &Config, metrics: &Metrics, previous: Option<&Shields>) -> Shields {
+        // Every labelled series exists from the first scrape, at 0.
+        for kind in Kind::ALL {
+            metrics.failed_logons.with_label_values(&[kind.label()]);
+        }
+        for scope in Scope::ALL {
+            metrics.lockouts.with_label_values(&[scope.label()]);
+            metrics
+                .locked_out_requests
+                .with_label_values(&[scope.label()]);
+        }
+        for table in ["addresses", "users", "known_good"] {
+            metrics.lockout_entries.with_label_values(&[table]);
+        }
         let sec = &cfg.security;
         let on = |i: usize| {
             sec.exchange_shields && !sec.disabled_rules.iter().any(|d| d == RULES[i].id())
@@ -354,6 +366,31 @@ impl Shields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_series_are_there_from_the_start() {
+        let (_dir, cfg) = crate::upstream::tests::config(1, "");
+        let metrics = Metrics::new().unwrap();
+        let _shields = Shields::build(&cfg, &metrics, None);
+        let text = metrics.render();
+        for series in [
+            "casarray_blocked_requests_total{rule=\"proxylogon-anonresource\"} 0",
+            "casarray_blocked_requests_total{rule=\"owassrf-powershell\"} 0",
+            "casarray_blocked_requests_total{rule=\"allow-from\"} 0",
+            "casarray_failed_logons_total{kind=\"owa-form\"} 0",
+            "casarray_lockouts_total{scope=\"user\"} 0",
+            "casarray_locked_out_requests_total{scope=\"address\"} 0",
+            "casarray_lockout_entries{table=\"known_good\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+        let rules = text
+            .lines()
+            .filter(|l| l.starts_with("casarray_blocked_requests_total{"))
+            .count();
+        assert_eq!(rules, crate::security::rules::RULES.len() + 1);
+    }
+
     use http::header::HeaderName;
 
     fn config(extra: &str) -> (tempfile::TempDir, Config) {

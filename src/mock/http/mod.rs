@@ -16,4 +16,5 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod rpc;
+pub mod rpc_stats;
 pub mod server;

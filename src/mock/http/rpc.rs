@@ -13,7 +13,7 @@
 
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,34 +40,6 @@ const MAX_OUT_REQUEST: usize = 64 * 1024;
 
 /// `application/rpc`.
 const RPC_CONTENT_TYPE: &str = "application/rpc";
-
-/// Counters of both channels, shown by `GET /mock/state`.
-#[derive(Debug, Default)]
-pub struct RpcStats {
-    in_active: AtomicU64,
-    in_completed: AtomicU64,
-    in_bytes_total: AtomicU64,
-    in_last_bytes: AtomicU64,
-    out_active: AtomicU64,
-    out_completed: AtomicU64,
-    out_bytes_total: AtomicU64,
-}
-
-impl RpcStats {
-    /// The counters as JSON.
-    pub fn snapshot(&self) -> serde_json::Value {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        serde_json::json!({
-            "in_active": get(&self.in_active),
-            "in_completed": get(&self.in_completed),
-            "in_bytes_total": get(&self.in_bytes_total),
-            "in_last_bytes": get(&self.in_last_bytes),
-            "out_active": get(&self.out_active),
-            "out_completed": get(&self.out_completed),
-            "out_bytes_total": get(&self.out_bytes_total),
-        })
-    }
-}
 
 /// Answers `/rpc/...`; `path` is lower case.
 pub async fn handle(shared: &Arc<Shared>, path: &str, req: Request<Incoming>) -> Response<Body> {

@@ -24,7 +24,7 @@ use crate::mock::dag::{Dag, Registration};
 use crate::mock::databases::Databases;
 use crate::mock::http::health::HealthState;
 use crate::mock::http::router::handle;
-use crate::mock::http::rpc::RpcStats;
+use crate::mock::http::rpc_stats::RpcStats;
 use crate::mock::pem;
 use crate::mock::shared::Shared;
 use crate::mock::MockArgs;

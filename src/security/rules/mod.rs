@@ -195,6 +195,12 @@ mod tests {
     use http::HeaderValue;
 
     #[test]
+    fn ids_are_the_ones_the_config_takes() {
+        let ids: Vec<&str> = RULES.iter().map(|r| r.id()).collect();
+        assert_eq!(ids, crate::config::SHIELD_RULE_IDS);
+    }
+
+    #[test]
     fn ids_are_stable_lower_case_and_unique() {
         let ids: Vec<&str> = RULES.iter().map(|r| r.id()).collect();
         assert_eq!(
