@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::api::client::AdminClient;
-use crate::api::{ArrayView, MemberState, MemberView};
+use crate::api::{ArrayView, DatabaseView, MemberState, MemberView};
 
 /// `casarray status`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -50,7 +50,50 @@ pub async fn status_text(admin: &str, limit: Duration) -> anyhow::Result<String>
     let client = AdminClient::resolve(admin, limit).await?;
     let array: ArrayView = client.get("/api/array").await?;
     let members: Vec<MemberView> = client.get("/api/members").await?;
-    Ok(render(&array, &members, unix_ms()))
+    let databases: Vec<DatabaseView> = client.get("/api/databases").await?;
+    let mut text = render(&array, &members, unix_ms());
+    text.push_str(&render_databases(&databases));
+    Ok(text)
+}
+
+/// The database map, when the members run a DAG: each database, the member
+/// holding its active copy, its copies' states; nothing without a DAG.
+fn render_databases(databases: &[DatabaseView]) -> String {
+    let rows: Vec<Vec<String>> = databases
+        .iter()
+        .filter(|d| !d.copies.is_empty())
+        .map(|d| {
+            let copies: Vec<String> = d
+                .copies
+                .iter()
+                .map(|c| {
+                    let mut s = format!("{} {}", c.server, c.status);
+                    if c.copy_queue > 0 || c.replay_queue > 0 {
+                        s.push_str(&format!(" (queues {}/{})", c.copy_queue, c.replay_queue));
+                    }
+                    s
+                })
+                .collect();
+            vec![
+                d.name.clone(),
+                d.active
+                    .clone()
+                    .unwrap_or_else(|| "NONE MOUNTED".to_owned()),
+                d.failovers.to_string(),
+                copies.join(", "),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n");
+    out.push_str(&table(
+        &["Database", "Active", "Failovers", "Copies"],
+        &rows,
+        &[2],
+    ));
+    out
 }
 
 /// The report: heading, table, then one line per thing worth knowing.
@@ -261,6 +304,30 @@ EX2 ecp is down: last check 3s ago: 503 Service Unavailable
         let text = render(&array(), &m, 4_000);
         assert!(text.contains("ecp: NO member can take requests"), "{text}");
         assert!(text.contains("EX1 ecp is down\n"), "{text}");
+    }
+
+    #[test]
+    fn shows_the_database_map_when_there_is_one() {
+        let dbs: Vec<DatabaseView> = serde_json::from_str(
+            r#"[{"name":"DB01","active":"EX1","failovers":0,"copies":[
+                  {"server":"EX1","activation_preference":1,"status":"Mounted"},
+                  {"server":"EX2","activation_preference":2,"status":"Healthy","copy_queue":3}]},
+                {"name":"DB02","active":null,"failovers":2,"copies":[
+                  {"server":"EX2","activation_preference":1,"status":"ServiceDown"}]},
+                {"name":"DB03"}]"#,
+        )
+        .unwrap();
+        let text = render_databases(&dbs);
+        assert_eq!(
+            text,
+            "\n\
+Database  Active        Failovers  Copies
+--------  ------        ---------  ------
+DB01      EX1                   0  EX1 Mounted, EX2 Healthy (queues 3/0)
+DB02      NONE MOUNTED          2  EX2 ServiceDown
+"
+        );
+        assert_eq!(render_databases(&dbs[2..]), "");
     }
 
     #[test]
