@@ -23,9 +23,12 @@
 #   CASARRAY_BIN=<repo>/target/release/casarray  CASARRAY_BIN_B=  (unset: no B)
 #   N=2000  WARMUP=200  PROXIES="casarray haproxy"  BASE_PORT=19400
 #   PATH_SMALL=/EWS/small (1 KiB answer)
+#   OUT_DIR=  (if set, the callgrind files are copied there: read them with
+#             callgrind_annotate --threshold=99 FILE)
 #
 # Output: a markdown table: proxy, requests, instructions, instructions per
-# request, and the ratio to HAProxy.
+# request, the ratio to HAProxy, and heap allocations per request (calls
+# into malloc, calloc and realloc counted by callgrind; python3 reads them).
 
 set -euo pipefail
 
@@ -58,8 +61,13 @@ done
 PIDS=()
 WORK=$(mktemp -d /tmp/casarray-instr.XXXXXX)
 chmod 755 "$WORK"
+OUT_DIR=${OUT_DIR:-}
 cleanup() {
   local p
+  if [[ -n "$OUT_DIR" ]]; then
+    mkdir -p "$OUT_DIR"
+    cp "$WORK"/*.callgrind.* "$OUT_DIR"/ 2>/dev/null || true
+  fi
   for p in "${PIDS[@]}"; do
     kill -TERM -- "-$p" 2>/dev/null || true
   done
@@ -166,12 +174,46 @@ count() {
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  local one n
+  local one n aone an
   one=$(total "$out.$pid" one)
   n=$(total "$out.$pid" n)
+  aone=$(allocs "$out.$pid" one)
+  an=$(allocs "$out.$pid" n)
   # N requests on a new connection = one handshake + N requests; one
   # request on a new connection = one handshake + 1 request.
-  echo "$label $one $n"
+  echo "$label $one $n $aone $an"
+}
+
+# allocs FILEPREFIX TRIGGER: calls into the allocator's entry points in the
+# dump made with TRIGGER (callgrind names a function once, then by id).
+allocs() {
+  local f
+  for f in "$1".*; do
+    if grep -q "^desc: Trigger: dump $2\$" "$f"; then
+      python3 - "$f" <<'PY'
+import re, sys
+entry = {"_rjem_malloc", "_rjem_calloc", "_rjem_realloc", "_rjem_mallocx",
+         "_rjem_rallocx", "malloc", "calloc", "realloc"}
+names, total, fn, cfn = {}, 0, "", ""
+pat = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
+for line in open(sys.argv[1], errors="replace"):
+    m = pat.match(line.rstrip("\n"))
+    if m:
+        kind, i, name = m.groups()
+        if name:
+            names[i] = name
+        if kind == "fn":
+            fn = names.get(i, "")
+        else:
+            cfn = names.get(i, "")
+    elif line.startswith("calls=") and cfn in entry and fn not in entry and "rjem" not in fn:
+        total += int(line.split("=")[1].split()[0])
+print(total)
+PY
+      return
+    fi
+  done
+  echo 0
 }
 
 # total FILEPREFIX TRIGGER: the Ir total of the dump made with TRIGGER.
@@ -258,18 +300,19 @@ fi
 
 hap=""
 for r in "${ROWS[@]}"; do
-  read -r label one n <<<"$r"
+  read -r label one n _ _ <<<"$r"
   [[ $label == haproxy ]] && hap=$(((n - one) / (N - 1)))
 done
 echo
-echo "| proxy | requests | Ir (N on a new connection) | Ir (1 on a new connection) | Ir per request | vs HAProxy |"
-echo "|---|---|---|---|---|---|"
+echo "| proxy | requests | Ir (N on a new connection) | Ir (1 on a new connection) | Ir per request | vs HAProxy | allocations per request |"
+echo "|---|---|---|---|---|---|---|"
 for r in "${ROWS[@]}"; do
-  read -r label one n <<<"$r"
+  read -r label one n aone an <<<"$r"
   per=$(((n - one) / (N - 1)))
   ratio="-"
   if [[ -n "$hap" && $label != haproxy ]]; then
     ratio=$(awk -v a="$per" -v b="$hap" 'BEGIN { printf "%.2f", a / b }')
   fi
-  echo "| $label | $N | $n | $one | $per | $ratio |"
+  apr=$(awk -v a="$an" -v b="$aone" -v n="$N" 'BEGIN { printf "%.1f", (a - b) / (n - 1) }')
+  echo "| $label | $N | $n | $one | $per | $ratio | $apr |"
 done

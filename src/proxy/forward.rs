@@ -255,7 +255,7 @@ async fn forward_pooled(
         let failure = match attempt(snap, svc, (m, s), &out).await {
             Ok((resp, sender)) => {
                 shield::observe(snap, ctx, &out.parts, &resp); // shield: failed logons
-                if names_another_server(resp.headers(), &member.name) {
+                if out.mailbox.is_some() && names_another_server(resp.headers(), &member.name) {
                     // The mailbox lives elsewhere than the map says.
                     dag.refresh();
                 }

@@ -10,7 +10,7 @@
 //!   member `https://` URLs the public port when it is not 443.
 
 use bytes::BytesMut;
-use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, SET_COOKIE};
+use http::header::{self, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::plan::{names_member, RewritePlan};
@@ -26,6 +26,40 @@ pub const SERVER_IDENTITY_HEADERS: &[&str] = &[
     "x-feproxyinfo",
 ];
 
+/// [`SERVER_IDENTITY_HEADERS`] as header names, for comparisons that hash
+/// nothing.
+const IDENTITY: [HeaderName; 7] = [
+    HeaderName::from_static("x-feserver"),
+    HeaderName::from_static("x-beserver"),
+    HeaderName::from_static("x-calculatedbetarget"),
+    HeaderName::from_static("x-calculatedfetarget"),
+    HeaderName::from_static("x-targetbeserver"),
+    HeaderName::from_static("x-diaginfo"),
+    HeaderName::from_static("x-feproxyinfo"),
+];
+
+/// Headers whose values have a syntax that holds no host name (dates,
+/// lengths, media types, tokens, opaque validators): not searched for member
+/// names. Every other header is.
+const NEVER_A_HOST: [HeaderName; 16] = [
+    header::DATE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::TRANSFER_ENCODING,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::EXPIRES,
+    header::CACHE_CONTROL,
+    header::PRAGMA,
+    header::AGE,
+    header::ACCEPT_RANGES,
+    header::VARY,
+    header::X_CONTENT_TYPE_OPTIONS,
+    header::X_FRAME_OPTIONS,
+    header::STRICT_TRANSPORT_SECURITY,
+];
+
 /// Rewrites a response head from `member_name`; returns the header values
 /// changed or removed. With `expose_server_headers` the identity headers
 /// stay, carrying `member_name`.
@@ -36,13 +70,17 @@ pub fn rewrite_response_headers(
     member_name: &str,
 ) -> usize {
     let mut changed = 0;
-    for name in SERVER_IDENTITY_HEADERS {
-        changed += identity_header(headers, name, expose_server_headers, member_name);
+    // One pass over the names first: most answers carry none of these.
+    if headers.keys().any(|k| IDENTITY.contains(k)) {
+        for name in SERVER_IDENTITY_HEADERS {
+            changed += identity_header(headers, name, expose_server_headers, member_name);
+        }
     }
 
     let rewritable = |n: &HeaderName| {
         *n != SET_COOKIE
-            && !(expose_server_headers && SERVER_IDENTITY_HEADERS.contains(&n.as_str()))
+            && !NEVER_A_HOST.contains(n)
+            && !(expose_server_headers && IDENTITY.contains(n))
     };
     // Most answers name no member in any header: one pass that allocates
     // nothing says so.
