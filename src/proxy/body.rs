@@ -165,6 +165,11 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
+        // The member connection's reading (and any request body still going
+        // out) happens here, in the client connection's task.
+        if let Some(reuse) = this.reuse.as_mut() {
+            let _ = reuse.poll_drive(cx);
+        }
         let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

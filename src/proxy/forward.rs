@@ -22,7 +22,6 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 
 use super::access::AccessRecord;
 use super::body::{Counted, Ejector, Guarded, ProxyBody, Reuse, Tracking};
@@ -43,6 +42,7 @@ use crate::snapshot::http::ServiceRt;
 use crate::snapshot::router::Route;
 use crate::snapshot::Snapshot;
 use crate::upstream::connect::ConnectError;
+use crate::upstream::driven::Driven;
 use crate::upstream::replay::{Replay, ReplayBody};
 use crate::upstream::selection::{Keys, MAX_TRIES};
 use crate::upstream::state::InFlight;
@@ -253,7 +253,7 @@ async fn forward_pooled(
         let member = &upstreams.members()[m];
         let guard = member.state.begin_request();
         let failure = match attempt(snap, svc, (m, s), &out).await {
-            Ok((resp, sender)) => {
+            Ok((resp, conn)) => {
                 shield::observe(snap, ctx, &out.parts, &resp); // shield: failed logons
                 if out.mailbox.is_some() && names_another_server(resp.headers(), &member.name) {
                     // The mailbox lives elsewhere than the map says.
@@ -279,7 +279,7 @@ async fn forward_pooled(
                     .and_then(|u| {
                         mailbox::logon_cookie(u.as_bytes(), resp.status(), resp.headers())
                     });
-                let reuse = upstreams.returnable(m, sender);
+                let reuse = upstreams.returnable(m, conn);
                 let attempts = selection.attempts();
                 let mut resp = answer(snap, (m, s), resp, (guard, reuse), attempts, out);
                 for cookie in stick.into_iter().chain(owa) {
@@ -359,7 +359,7 @@ async fn attempt(
     svc: &ServiceRt,
     (m, s): (usize, usize),
     out: &Outgoing,
-) -> Result<(Response<Incoming>, SendRequest<ReplayBody>), Failure> {
+) -> Result<(Response<Incoming>, Driven<ReplayBody>), Failure> {
     let upstreams = &snap.upstreams;
     match tokio::time::timeout(svc.response_timeout, send_pooled(snap, m, out)).await {
         Ok(Ok(answered)) => Ok(answered),
@@ -568,16 +568,16 @@ async fn send_pooled(
     snap: &Snapshot,
     m: usize,
     out: &Outgoing,
-) -> Result<(Response<Incoming>, SendRequest<ReplayBody>), SendError> {
+) -> Result<(Response<Incoming>, Driven<ReplayBody>), SendError> {
     let upstreams = &snap.upstreams;
     let mut req = upstream_request(out);
     // Bounded: other requests put connections back meanwhile.
     for _ in 0..MAX_POOLED_TRIES {
-        let Some(mut sender) = upstreams.idle_connection(m) else {
+        let Some(mut conn) = upstreams.idle_connection(m) else {
             break;
         };
-        match sender.try_send_request(req).await {
-            Ok(resp) => return Ok((resp, sender)),
+        match conn.send(req).await {
+            Ok(resp) => return Ok((resp, conn)),
             Err(mut e) => match e.take_message() {
                 Some(back) => req = back,
                 None if closed_unanswered(e.error()) && out.replay.can_replay() => {
@@ -588,9 +588,9 @@ async fn send_pooled(
             },
         }
     }
-    let mut sender = upstreams.connect(&upstreams.members()[m]).await?;
-    match sender.try_send_request(req).await {
-        Ok(resp) => Ok((resp, sender)),
+    let mut conn = upstreams.connect_driven(&upstreams.members()[m]).await?;
+    match conn.send(req).await {
+        Ok(resp) => Ok((resp, conn)),
         Err(mut e) => Err(match e.take_message() {
             Some(_) => SendError::Unsent(e.into_error()),
             None => SendError::Http(e.into_error()),

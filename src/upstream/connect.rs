@@ -1,7 +1,10 @@
 //! New HTTP/1.1 connections to members: a dialed stream ([`super::dial`],
 //! TCP then TLS for members with `tls = true`) and hyper's HTTP/1.1 client
-//! handshake on it. Each connection is driven by a task of its own; the
-//! caller gets the [`SendRequest`] half.
+//! handshake on it. [`Connector::connect_driven`] gives both halves to the
+//! caller, who drives the connection where it uses it (the forwarding
+//! path's pooled connections); [`Connector::connect`] spawns a task that
+//! drives it and gives the [`SendRequest`] half (NTLM-pinned connections,
+//! health checks, DAG polls: connections that outlive one task's use).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 
 use super::dial::{DialError, Dialer};
+use super::driven::Driven;
 use super::tls::MemberTlsError;
 use crate::config::Config;
 
@@ -84,6 +88,26 @@ impl Connector {
             }
         });
         Ok(sender)
+    }
+
+    /// A new connection to `address`, like [`Connector::connect`], whose
+    /// reading and writing its user drives ([`Driven`]): no task of its own.
+    pub async fn connect_driven<B>(
+        &self,
+        address: SocketAddr,
+        server_name: Option<&ServerName<'static>>,
+    ) -> Result<Driven<B>, ConnectError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let stream = self.dialer.dial(address, server_name).await?;
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(MAX_BUF_SIZE)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake { address, source })?;
+        Ok(Driven::new(sender, connection))
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod connect;
 pub mod dial;
+pub mod driven;
 pub mod health;
 pub mod member;
 pub mod pool;
@@ -32,6 +33,7 @@ use rustls_pki_types::ServerName;
 use crate::config::{Config, HealthKind};
 use crate::metrics::{MemberGauges, Metrics};
 use connect::{ConnectError, Connector};
+use driven::Driven;
 use member::{Member, MemberService};
 use pool::{MemberConn, Pool};
 use replay::ReplayBody;
@@ -262,27 +264,35 @@ impl Upstreams {
 
     /// The most recently used idle connection to member `m` that is ready,
     /// if any (never one idle for `proxy.pool_idle_timeout` or longer).
-    pub fn idle_connection(&self, m: usize) -> Option<SendRequest<ReplayBody>> {
+    pub fn idle_connection(&self, m: usize) -> Option<Driven<ReplayBody>> {
         self.members.get(m)?.pool.checkout(self.pool_idle_timeout)
     }
 
-    /// A new HTTP/1.1 connection to `member` (one of these upstreams').
+    /// A new HTTP/1.1 connection to `member` (one of these upstreams'),
+    /// driven by a task of its own (see [`connect::Connector::connect`]).
     pub async fn connect(&self, member: &Member) -> Result<SendRequest<ReplayBody>, ConnectError> {
         self.connector
             .connect(member.address, member.tls.as_ref())
             .await
     }
 
-    /// `sender`, a connection to member `m`, as one that goes back to `m`'s
-    /// pool when its answer has ended; `None` for an unknown member.
-    pub fn returnable(
+    /// A new HTTP/1.1 connection to `member`, driven by its user (for the
+    /// pool).
+    pub async fn connect_driven(
         &self,
-        m: usize,
-        sender: SendRequest<ReplayBody>,
-    ) -> Option<MemberConn<ReplayBody>> {
+        member: &Member,
+    ) -> Result<Driven<ReplayBody>, ConnectError> {
+        self.connector
+            .connect_driven(member.address, member.tls.as_ref())
+            .await
+    }
+
+    /// `conn`, a connection to member `m`, as one that goes back to `m`'s
+    /// pool when its answer has ended; `None` for an unknown member.
+    pub fn returnable(&self, m: usize, conn: Driven<ReplayBody>) -> Option<MemberConn<ReplayBody>> {
         let b = self.members.get(m)?;
         Some(MemberConn::new(
-            sender,
+            conn,
             Arc::clone(&b.pool),
             self.pool_max_idle,
         ))

@@ -19,53 +19,73 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1::SendRequest;
+use bytes::Bytes;
+use http_body::Body;
 
-/// How long a connection that is not ready yet when put back (its answer
-/// was cut short, or the request body is still going) may take to become
-/// ready before it is dropped.
-const READY_WAIT: Duration = Duration::from_secs(5);
+use super::driven::Driven;
+use crate::BoxError;
 
 /// A member connection taken out of its pool (or new) for one request;
 /// [`MemberConn::put_back`] returns it once the answer's body has ended.
-/// Dropped instead, the connection closes (an answer cut short).
-pub struct MemberConn<B: Send + 'static> {
-    pub sender: SendRequest<B>,
+/// Dropped instead, the connection closes (an answer cut short). While the
+/// answer streams, its body drives the connection ([`MemberConn::poll_drive`]).
+pub struct MemberConn<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    conn: Driven<B>,
     home: Arc<Pool<B>>,
     /// `proxy.pool_max_idle_per_member`.
     max_idle: usize,
 }
 
-impl<B: Send + 'static> MemberConn<B> {
-    pub(super) fn new(sender: SendRequest<B>, home: Arc<Pool<B>>, max_idle: usize) -> Self {
+impl<B> MemberConn<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    pub(super) fn new(conn: Driven<B>, home: Arc<Pool<B>>, max_idle: usize) -> Self {
         MemberConn {
-            sender,
+            conn,
             home,
             max_idle,
         }
     }
 
+    /// Drives the connection (see [`Driven::poll_drive`]).
+    pub fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.conn.poll_drive(cx)
+    }
+
     /// Back to the member's pool, for the next request.
     pub fn put_back(self) {
-        self.home.checkin(self.sender, self.max_idle);
+        self.home.checkin(self.conn, self.max_idle);
     }
 }
 
 /// An idle connection and since when it has been idle.
-struct Idle<B> {
-    sender: SendRequest<B>,
+struct Idle<B>
+where
+    B: Body + 'static,
+{
+    conn: Driven<B>,
     since: Instant,
 }
 
 /// The idle connections to one member.
-pub struct Pool<B> {
+pub struct Pool<B>
+where
+    B: Body + 'static,
+{
     /// Oldest at the front, most recently used at the back.
     idle: Mutex<VecDeque<Idle<B>>>,
 }
 
-impl<B> std::fmt::Debug for Pool<B> {
+impl<B: Body + 'static> std::fmt::Debug for Pool<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("idle", &self.idle_count())
@@ -73,7 +93,7 @@ impl<B> std::fmt::Debug for Pool<B> {
     }
 }
 
-impl<B> Default for Pool<B> {
+impl<B: Body + 'static> Default for Pool<B> {
     fn default() -> Self {
         Pool {
             idle: Mutex::new(VecDeque::new()),
@@ -81,7 +101,7 @@ impl<B> Default for Pool<B> {
     }
 }
 
-impl<B> Pool<B> {
+impl<B: Body + 'static> Pool<B> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -97,37 +117,43 @@ impl<B> Pool<B> {
     }
 }
 
-impl<B: Send + 'static> Pool<B> {
+impl<B> Pool<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     /// The most recently used connection that is ready and has been idle
     /// for less than `max_idle`; closed and expired ones met on the way are
     /// dropped.
-    pub fn checkout(&self, max_idle: Duration) -> Option<SendRequest<B>> {
+    pub fn checkout(&self, max_idle: Duration) -> Option<Driven<B>> {
         let now = Instant::now();
         let mut idle = self.lock();
-        while let Some(conn) = idle.pop_back() {
+        while let Some(mut conn) = idle.pop_back() {
             if now.saturating_duration_since(conn.since) >= max_idle {
                 // Everything below is older still.
                 idle.clear();
                 return None;
             }
-            if conn.sender.is_ready() {
-                return Some(conn.sender);
+            // Nobody polled it while it waited: let it see a close first.
+            if conn.conn.refresh() && conn.conn.is_ready() {
+                return Some(conn.conn);
             }
-            // Closed by the member, or (rarely) not ready: dropping the
-            // sender lets hyper close it once it is idle.
+            // Closed by the member, or (rarely) not ready: dropped.
         }
         None
     }
 
     /// Puts a connection back after its answer ended. A connection that is
-    /// not ready yet is given [`READY_WAIT`] in a task of its own; closed
-    /// connections and those beyond `max_idle_count` are dropped.
-    pub fn checkin(self: &Arc<Self>, sender: SendRequest<B>, max_idle_count: usize) {
-        if max_idle_count == 0 || sender.is_closed() {
+    /// not ready yet (the request body is still going out: an answer may
+    /// come before the upload ends) is driven by a task of its own until it
+    /// is, then kept; closed connections and those beyond `max_idle_count`
+    /// are dropped.
+    pub fn checkin(self: &Arc<Self>, mut conn: Driven<B>, max_idle_count: usize) {
+        if max_idle_count == 0 || !conn.refresh() {
             return;
         }
-        if sender.is_ready() {
-            self.push(sender, max_idle_count);
+        if conn.is_ready() {
+            self.push(conn, max_idle_count);
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -135,10 +161,14 @@ impl<B: Send + 'static> Pool<B> {
         };
         let pool: Weak<Self> = Arc::downgrade(self);
         runtime.spawn(async move {
-            let mut sender = sender;
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
+            let ready = std::future::poll_fn(|cx| match conn.poll_drive(cx) {
+                Poll::Ready(()) => Poll::Ready(false),
+                Poll::Pending if conn.is_ready() => Poll::Ready(true),
+                Poll::Pending => Poll::Pending,
+            });
+            if ready.await {
                 if let Some(pool) = pool.upgrade() {
-                    pool.push(sender, max_idle_count);
+                    pool.push(conn, max_idle_count);
                 }
             }
         });
@@ -147,19 +177,19 @@ impl<B: Send + 'static> Pool<B> {
     /// Drops connections idle for `max_idle` or longer, and closed ones.
     pub fn sweep(&self, max_idle: Duration) {
         let now = Instant::now();
-        self.lock().retain(|conn| {
-            now.saturating_duration_since(conn.since) < max_idle && !conn.sender.is_closed()
+        self.lock().retain_mut(|conn| {
+            now.saturating_duration_since(conn.since) < max_idle && conn.conn.refresh()
         });
     }
 
-    fn push(&self, sender: SendRequest<B>, max_idle_count: usize) {
+    fn push(&self, conn: Driven<B>, max_idle_count: usize) {
         let mut idle = self.lock();
         if idle.len() >= max_idle_count {
             // The oldest goes: it is the likeliest to expire unused.
             idle.pop_front();
         }
         idle.push_back(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
@@ -201,32 +231,43 @@ mod tests {
         (addr, conns)
     }
 
-    async fn connect(addr: std::net::SocketAddr) -> SendRequest<Body> {
+    async fn connect(addr: std::net::SocketAddr) -> Driven<Body> {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        sender
+        let io = TokioIo::new(crate::upstream::dial::MemberStream::Plain(stream));
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        Driven::new(sender, conn)
     }
 
-    async fn get(sender: &mut SendRequest<Body>) {
-        use http_body_util::BodyExt;
+    /// A GET on `conn`, the answer read whole while driving the connection.
+    async fn get(conn: &mut Driven<Body>) {
         let req = http::Request::get("/").body(Body::new()).unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&body[..], b"ok");
+        let resp = conn.send(req).await.unwrap();
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        loop {
+            let frame = std::future::poll_fn(|cx| {
+                let _ = conn.poll_drive(cx);
+                http_body::Body::poll_frame(std::pin::Pin::new(&mut body), cx)
+            })
+            .await;
+            match frame {
+                Some(Ok(f)) => got.extend_from_slice(f.data_ref().unwrap()),
+                Some(Err(e)) => panic!("{e}"),
+                None => break,
+            }
+        }
+        assert_eq!(&got[..], b"ok");
     }
 
     #[tokio::test]
     async fn a_connection_put_back_is_reused() {
         let (addr, conns) = server().await;
         let pool: Arc<Pool<Body>> = Arc::new(Pool::new());
-        let mut sender = connect(addr).await;
+        let mut conn = connect(addr).await;
         for _ in 0..20 {
-            get(&mut sender).await;
-            pool.checkin(sender, 8);
-            sender = pool
+            get(&mut conn).await;
+            pool.checkin(conn, 8);
+            conn = pool
                 .checkout(Duration::from_secs(50))
                 .expect("the connection is ready again");
         }
@@ -268,6 +309,41 @@ mod tests {
         pool.checkin(s, 8);
         assert_eq!(pool.idle_count(), 1);
         pool.sweep(Duration::ZERO);
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    /// A member that answers once with keep-alive, then closes the idle
+    /// connection 50 ms later.
+    async fn closing_server() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_member_closed_while_idle_is_not_handed_out() {
+        let addr = closing_server().await;
+        let pool: Arc<Pool<Body>> = Arc::new(Pool::new());
+        let mut s = connect(addr).await;
+        get(&mut s).await;
+        pool.checkin(s, 8);
+        assert_eq!(pool.idle_count(), 1);
+        // Nobody polls it meanwhile; the look at checkout sees the close.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(pool.checkout(Duration::from_secs(50)).is_none());
         assert_eq!(pool.idle_count(), 0);
     }
 
