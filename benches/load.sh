@@ -6,7 +6,7 @@
 # CASARRAY_BIN at a binary). Needs wrk, openssl, curl and nginx (the
 # backends are two nginx servers, one worker each); HAProxy and the nginx
 # proxy are measured when installed:
-#     apt-get install -y wrk haproxy nginx curl openssl
+#     apt-get install -y wrk haproxy nginx curl openssl nghttp2-client
 #
 # What runs: two nginx backends answering /EWS/healthcheck.htm ("200 OK"),
 # /EWS/1m (1 MiB) and any other path (1 KiB); in front of them, each with
@@ -21,6 +21,11 @@
 #     close  1 KiB, Connection: close: a new connection per request
 #            (wrk offers the previous TLS session: resumed handshakes)
 #     full   full TLS handshakes: FULL_PROCS parallel `openssl s_time -new`
+#     h2     1 KiB over HTTP/2 (ALPN h2 on the front; the proxies still
+#            speak HTTP/1.1 to the backends): h2load (Debian's
+#            nghttp2-client), C_H2 connections x M_H2 concurrent streams,
+#            THREADS threads; p50/p99 from h2load's per-request log. Not
+#            run against the backend (it speaks no h2)
 # and prints the negotiated TLS version and cipher and whether each proxy
 # resumes sessions, then one markdown table: req/s, MB/s, p50, p99, errors,
 # the proxy's CPU and the load generator's (in % of one core), req/s per
@@ -31,8 +36,8 @@
 # Environment (defaults):
 #   CASARRAY_BIN=<repo>/target/release/casarray
 #   WORKERS=1  DUR=10 (max 10)  WARMUP=2  THREADS=1
-#   C_SMALL=50  C_BIG=10  C_CLOSE=50  FULL_PROCS=4
-#   CASES="small big close full"   KEY_TYPE=ec256 | rsa2048
+#   C_SMALL=50  C_BIG=10  C_CLOSE=50  FULL_PROCS=4  C_H2=10  M_H2=10
+#   CASES="small big close full h2"   KEY_TYPE=ec256 | rsa2048
 #   PROXIES="casarray haproxy nginx"   (absent ones are skipped)
 #   BASE_PORT=19000: backends +1 +2, casarray +10 (admin +11), haproxy +20, nginx +30
 #   OUT_DIR=  (if set, raw wrk outputs, configs, logs and table.md are copied there)
@@ -52,7 +57,9 @@ C_SMALL=${C_SMALL:-50}
 C_BIG=${C_BIG:-10}
 C_CLOSE=${C_CLOSE:-50}
 FULL_PROCS=${FULL_PROCS:-4}
-CASES=${CASES:-small big close full}
+C_H2=${C_H2:-10}
+M_H2=${M_H2:-10}
+CASES=${CASES:-small big close full h2}
 KEY_TYPE=${KEY_TYPE:-ec256}
 PROXIES=${PROXIES:-casarray haproxy nginx}
 BASE_PORT=${BASE_PORT:-19000}
@@ -81,6 +88,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 for tool in wrk openssl curl nginx setsid ss pgrep; do
   have "$tool" || die "missing $tool (apt-get install -y wrk haproxy nginx curl openssl)"
 done
+if [[ " $CASES " == *" h2 "* ]] && ! have h2load; then
+  die "missing h2load for the h2 case (apt-get install -y nghttp2-client), or leave h2 out of CASES"
+fi
 
 # ------------------------------------------------------------- processes
 GROUPS_STARTED=()
@@ -472,6 +482,35 @@ full_case() {
   ERRS[full.$t]=0
 }
 
+# h2_case TARGET: 1 KiB answers over HTTP/2, h2load with C_H2 connections
+# of M_H2 concurrent streams each. Latencies from h2load's per-request log
+# (third column: microseconds to the end of the answer).
+h2_case() {
+  local t=$1 raw=$WORK/raw/h2.$1.txt lat=$WORK/raw/h2.$1.latency
+  local args=(-t"$THREADS" -c"$C_H2" -m"$M_H2")
+  sleep 1
+  say "h2 -> $t: h2load ${args[*]} --warm-up-time=${WARMUP}s -D $DUR ${URL_OF[$t]}/EWS/small"
+  measure h2 "$t" "$raw" timeout $((DUR + WARMUP + 20)) h2load "${args[@]}" \
+    --warm-up-time="${WARMUP}s" -D "$DUR" --log-file="$lat" "${URL_OF[$t]}/EWS/small"
+  grep -q 'Application protocol: h2' "$raw" || die "$t did not negotiate h2 (see $raw)"
+  local rps mbs errs p50 p99
+  read -r rps mbs errs < <(awk '
+    function mb(v) { if (v ~ /GB\/s$/) return v * 1024; if (v ~ /MB\/s$/) return v + 0; if (v ~ /KB\/s$/) return v / 1024; return v / 1048576 }
+    /^finished in/ { rps = $4; xfer = mb($6) }
+    /^requests:/ { errs = $12 + $14 + $16 }
+    /^status codes:/ { errs += $5 + $7 + $9 }
+    END { printf "%.0f %.1f %d\n", rps, xfer, errs }' "$raw")
+  read -r p50 p99 < <(cut -f3 "$lat" | sort -n | awk '
+    { v[NR] = $1 }
+    function ms(us) { return sprintf("%.2fms", us / 1000) }
+    END { if (NR == 0) { print "- -"; exit } print ms(v[int(NR * 0.50) + 1]), ms(v[int(NR * 0.99) + 1]) }')
+  RPS[h2.$t]=$rps
+  MBS[h2.$t]=$mbs
+  P50[h2.$t]=$p50
+  P99[h2.$t]=$p99
+  ERRS[h2.$t]=$errs
+}
+
 for c in $CASES; do
   for t in "${TARGETS[@]}"; do
     case $c in
@@ -479,6 +518,7 @@ for c in $CASES; do
       big) wrk_case big "$t" /EWS/1m "$C_BIG" ;;
       close) wrk_case close "$t" /EWS/small "$C_CLOSE" "Connection: close" ;;
       full) [[ $t == direct ]] || full_case "$t" ;;
+      h2) [[ $t == direct ]] || h2_case "$t" ;;
       *) die "unknown case $c" ;;
     esac
   done
@@ -513,6 +553,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", 
       big) label="1 MiB keep-alive -c$C_BIG" ;;
       close) label="1 KiB new conn/req (resumed) -c$C_CLOSE" ;;
       full) label="full handshakes x$FULL_PROCS ($KEY_TYPE)" ;;
+      h2) label="1 KiB HTTP/2 -c$C_H2 -m$M_H2" ;;
     esac
     for t in "${TARGETS[@]}"; do
       k=$c.$t
