@@ -220,7 +220,9 @@ pub struct RewriteConfig {
     /// default false (removed).
     pub expose_server_headers: bool,
     /// Content types whose bodies are rewritten on services with
-    /// `rewrite = true`. Default: text/xml, application/xml, text/html.
+    /// `rewrite = true`. Default: text/xml, application/xml, text/html,
+    /// application/soap+xml (SOAP 1.2 Autodiscover), application/json (JSON
+    /// Autodiscover).
     pub content_types: Vec<String>,
 }
 

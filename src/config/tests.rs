@@ -222,7 +222,9 @@ fn defaults() {
             content_types: vec![
                 "text/xml".into(),
                 "application/xml".into(),
-                "text/html".into()
+                "text/html".into(),
+                "application/soap+xml".into(),
+                "application/json".into()
             ],
         }
     );

@@ -16,9 +16,11 @@
 //! (`[array] public_port`), `https://` URLs naming a member (and their
 //! percent-escaped forms) also get that port: `https://ex1.lab.local/EWS/`
 //! becomes `https://mail.lab.com:8443/EWS/`, in headers and bodies alike,
-//! while a bare host name gets none. The one exception, as in Exchange: in
-//! an Autodiscover EXCH section, a database without an RPC client access
-//! server keeps the `<Server>` the member gave.
+//! while a bare host name gets none. Autodiscover answers name each
+//! database's RPC client access server: the POX EXCH `<Server>` and the
+//! SOAP `InternalRpcClientServer` setting. The one exception, as in
+//! Exchange: a database without an RPC client access server keeps the
+//! server the member gave there.
 
 mod autodiscover;
 mod body;
@@ -28,6 +30,7 @@ mod patterns;
 mod plan;
 mod protocol;
 mod stream;
+mod user_settings;
 
 pub use autodiscover::{AutodiscoverRewriter, DEFAULT_MAX_ELEMENT};
 pub use body::{BodyRewriter, RewriteBody};
