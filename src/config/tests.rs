@@ -223,8 +223,7 @@ fn defaults() {
                 "text/xml".into(),
                 "application/xml".into(),
                 "text/html".into(),
-                "application/soap+xml".into(),
-                "application/json".into()
+                "application/soap+xml".into()
             ],
         }
     );

@@ -431,7 +431,6 @@ impl Ctx<'_> {
                 "application/xml",
                 "text/html",
                 "application/soap+xml",
-                "application/json",
             ]
             .map(String::from)
             .to_vec(),

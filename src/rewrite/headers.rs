@@ -223,6 +223,38 @@ impl SplitEq for [u8] {
 /// `content_types` (ignoring case and parameters; `type/*` matches a whole
 /// type) and it is not encoded (`Content-Encoding` absent or `identity`).
 pub fn should_rewrite_body(headers: &HeaderMap, content_types: &[String]) -> bool {
+    rewrite_typed(headers, content_types.iter().map(String::as_str))
+}
+
+/// The media types of the three Autodiscover flavours: POX and SOAP 1.1,
+/// SOAP 1.2, JSON.
+const AUTODISCOVER_TYPES: [&str; 4] = [
+    "text/xml",
+    "application/xml",
+    "application/soap+xml",
+    "application/json",
+];
+
+/// Whether an Autodiscover answer's body should be rewritten: as
+/// [`should_rewrite_body`], with the Autodiscover flavours' media types
+/// (`text/xml`, `application/xml`, `application/soap+xml`,
+/// `application/json`) always among `content_types`. Those answers are
+/// settings (server names and URLs), never users' mail, and clients that
+/// read a member's name there go around the array.
+pub fn should_rewrite_autodiscover_body(headers: &HeaderMap, content_types: &[String]) -> bool {
+    rewrite_typed(
+        headers,
+        content_types
+            .iter()
+            .map(String::as_str)
+            .chain(AUTODISCOVER_TYPES),
+    )
+}
+
+fn rewrite_typed<'a>(
+    headers: &HeaderMap,
+    mut content_types: impl Iterator<Item = &'a str>,
+) -> bool {
     let Some(media) = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -230,7 +262,7 @@ pub fn should_rewrite_body(headers: &HeaderMap, content_types: &[String]) -> boo
     else {
         return false;
     };
-    let typed = content_types.iter().any(|t| {
+    let typed = content_types.any(|t| {
         let t = essence(t);
         match t.strip_suffix("/*") {
             Some(major) => media
@@ -299,6 +331,31 @@ mod tests {
             ["Basic realm=\"mail.lab.com\""]
         );
         assert_eq!(text(&h, "content-type"), ["text/html"]);
+    }
+
+    #[test]
+    fn autodiscover_answers_are_rewritten_in_every_flavour() {
+        let only_html = vec!["text/html".to_string()];
+        for (media, autodiscover, any) in [
+            ("text/xml; charset=utf-8", true, false),
+            ("application/soap+xml; charset=utf-8", true, false),
+            ("application/json; charset=utf-8", true, false),
+            ("text/html", true, true),
+            ("image/png", false, false),
+        ] {
+            let h = head(&[("content-type", media)]);
+            assert_eq!(
+                should_rewrite_autodiscover_body(&h, &only_html),
+                autodiscover,
+                "{media}"
+            );
+            assert_eq!(should_rewrite_body(&h, &only_html), any, "{media}");
+        }
+        let h = head(&[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ]);
+        assert!(!should_rewrite_autodiscover_body(&h, &only_html));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   ([`request_identity_encoding`]);
 //! - rewrites every response head ([`rewrite_response_headers`]);
 //! - for services with `rewrite = true` and a body chosen by
-//!   [`should_rewrite_body`], drops `Content-Length` and wraps the body in a
+//!   [`should_rewrite_body`] (Autodiscover:
+//!   [`should_rewrite_autodiscover_body`], which adds its flavours' XML,
+//!   SOAP and JSON types), drops `Content-Length` and wraps the body in a
 //!   [`RewriteBody`] (Autodiscover answers get [`RewriteBody::autodiscover`],
 //!   others [`RewriteBody::generic`]). Every other body passes byte for byte.
 //!
@@ -35,8 +37,8 @@ mod user_settings;
 pub use autodiscover::{AutodiscoverRewriter, DEFAULT_MAX_ELEMENT};
 pub use body::{BodyRewriter, RewriteBody};
 pub use headers::{
-    request_identity_encoding, rewrite_response_headers, should_rewrite_body,
-    SERVER_IDENTITY_HEADERS,
+    request_identity_encoding, rewrite_response_headers, should_rewrite_autodiscover_body,
+    should_rewrite_body, SERVER_IDENTITY_HEADERS,
 };
 pub use plan::{names_member, MemberIdentity, RewritePlan};
 pub use stream::StreamRewriter;
