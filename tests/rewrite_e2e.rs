@@ -5,6 +5,9 @@
 //! - Autodiscover names the mailbox server until `casarray database set`,
 //!   then the database's RPC client access server (the running array
 //!   reloads on its own when the file changes);
+//! - SOAP (GetUserSettings, SOAP 1.1 and 1.2) and JSON Autodiscover name
+//!   each database's RPC client access server and the array's public name
+//!   and port, never a member;
 //! - the OWA logon redirect names the array;
 //! - a crawl over every service (headers and bodies) never names a member
 //!   (EX1, EX2, their fqdns, their ip:port), but for the documented
@@ -849,6 +852,202 @@ async fn a_public_port_is_in_every_url_clients_are_given() {
         );
         let leaks = leaks_in(inbox.as_bytes(), &needles);
         assert!(leaks.is_empty(), "{leaks:?}");
+    }
+}
+
+// ---- SOAP and JSON Autodiscover ------------------------------------------
+
+/// A SOAP `GetUserSettings` request for `mailboxes`, as the EWS Managed
+/// API sends it (SOAP 1.1) or as WCF clients do (SOAP 1.2).
+fn get_user_settings(mailboxes: &[&str], soap12: bool) -> Request<Full<Bytes>> {
+    let envelope = if soap12 {
+        "http://www.w3.org/2003/05/soap-envelope"
+    } else {
+        "http://schemas.xmlsoap.org/soap/envelope/"
+    };
+    let users: String = mailboxes
+        .iter()
+        .map(|m| format!("<a:User><a:Mailbox>{m}</a:Mailbox></a:User>"))
+        .collect();
+    let settings: String = [
+        "UserDisplayName",
+        "UserDN",
+        "InternalMailboxServer",
+        "InternalRpcClientServer",
+        "InternalMailboxServerDN",
+        "MailboxDN",
+        "ExternalMailboxServer",
+        "InternalEwsUrl",
+        "ExternalEwsUrl",
+        "InternalWebClientUrls",
+        "ExternalMapiHttpServerUrl",
+        "EwsSupportedSchemas",
+    ]
+    .iter()
+    .map(|s| format!("<a:Setting>{s}</a:Setting>"))
+    .collect();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+         <soap:Envelope xmlns:a=\"http://schemas.microsoft.com/exchange/2010/Autodiscover\" \
+         xmlns:wsa=\"http://www.w3.org/2005/08/addressing\" \
+         xmlns:soap=\"{envelope}\">\
+         <soap:Header><a:RequestedServerVersion>Exchange2010</a:RequestedServerVersion>\
+         <wsa:Action>http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings</wsa:Action>\
+         <wsa:To>https://mail.lab.com/autodiscover/autodiscover.svc</wsa:To></soap:Header>\
+         <soap:Body><a:GetUserSettingsRequestMessage><a:Request>\
+         <a:Users>{users}</a:Users><a:RequestedSettings>{settings}</a:RequestedSettings>\
+         </a:Request></a:GetUserSettingsRequestMessage></soap:Body></soap:Envelope>"
+    );
+    let action =
+        "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings";
+    let soap_action = format!("\"{action}\"");
+    let content_type = format!("application/soap+xml; charset=utf-8; action=\"{action}\"");
+    let headers: Vec<(&str, &str)> = if soap12 {
+        vec![("content-type", content_type.as_str())]
+    } else {
+        vec![
+            ("content-type", "text/xml; charset=utf-8"),
+            ("soapaction", soap_action.as_str()),
+        ]
+    };
+    build("POST", "/autodiscover/autodiscover.svc", &headers, body)
+}
+
+/// The `<UserResponse>` elements of a SOAP answer, in order.
+fn user_responses(body: &str) -> Vec<&str> {
+    body.split("<UserResponse>").skip(1).collect()
+}
+
+/// The value of string setting `name` in one user's response.
+fn setting<'a>(user: &'a str, name: &str) -> Option<&'a str> {
+    between(user, &format!("<Name>{name}</Name><Value>"), "</Value>")
+}
+
+/// `InternalRpcClientServer` of Alice, then Bob, through the array.
+async fn rpc_client_servers(c: &Client) -> Vec<String> {
+    let r = c
+        .send(get_user_settings(&[ALICE.0, BOB.0], false))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", text(&r));
+    user_responses(&text(&r))
+        .iter()
+        .map(|u| {
+            setting(u, "InternalRpcClientServer")
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// SOAP (1.1 and 1.2) and JSON Autodiscover through the array, with
+/// `public_port = 8443`: the RPC client access server is each mailbox's
+/// database's, every URL names the array on the public port, and no
+/// answer names a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soap_and_json_autodiscover_name_the_database_server_and_the_array() {
+    const ORIGIN: &str = "https://mail.lab.com:8443/";
+    let s = setup_with("public_port = 8443\n").await;
+    let c = &s.client;
+    let needles = member_needles(&s.members);
+
+    // Unset databases: the member's own name, the documented exception.
+    let servers = rpc_client_servers(c).await;
+    assert!(
+        servers
+            .iter()
+            .all(|s| s == "ex1.lab.local" || s == "ex2.lab.local"),
+        "{servers:?}"
+    );
+    database_set(&s.config, &["DB01"], "outlook.lab.com");
+    database_set(&s.config, &["DB02"], "mail.lab.com");
+    wait_until("both databases set", RELOAD, || async {
+        rpc_client_servers(c).await == ["outlook.lab.com", "mail.lab.com"]
+    })
+    .await;
+
+    for round in 0..4 {
+        let soap12 = round % 2 == 1;
+        let r = c
+            .send(get_user_settings(
+                &[ALICE.0, BOB.0, "nobody@lab.com"],
+                soap12,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", text(&r));
+        let want_type = if soap12 {
+            "application/soap+xml"
+        } else {
+            "text/xml"
+        };
+        assert!(header(&r, "content-type").starts_with(want_type), "{r:?}");
+        let body = text(&r);
+        let users = user_responses(&body);
+        assert_eq!(users.len(), 3, "{body}");
+        for (user, (display, rpc, db)) in users.iter().zip([
+            ("Alice Anderson", "outlook.lab.com", "DB01"),
+            ("Bob Brown", "mail.lab.com", "DB02"),
+        ]) {
+            assert_eq!(setting(user, "UserDisplayName"), Some(display), "{user}");
+            assert_eq!(
+                setting(user, "InternalRpcClientServer"),
+                Some(rpc),
+                "{user}"
+            );
+            let mdb = setting(user, "MailboxDN").unwrap_or_default();
+            assert!(mdb.ends_with(&format!("/cn=Databases/cn={db}")), "{user}");
+            assert_eq!(setting(user, "ExternalMailboxServer"), Some("mail.lab.com"));
+            assert_eq!(setting(user, "InternalMailboxServer"), Some("mail.lab.com"));
+            let server_dn = setting(user, "InternalMailboxServerDN").unwrap_or_default();
+            assert!(server_dn.ends_with("/cn=Servers/cn=mail.lab.com"), "{user}");
+            assert_eq!(
+                setting(user, "ExternalEwsUrl"),
+                Some("https://mail.lab.com:8443/EWS/Exchange.asmx")
+            );
+            assert!(
+                user.contains("<Url>https://mail.lab.com:8443/owa/</Url>"),
+                "{user}"
+            );
+        }
+        assert!(
+            users[2].contains("<ErrorCode>InvalidUser</ErrorCode>"),
+            "{body}"
+        );
+        assert_eq!(
+            body.matches("https://").count(),
+            body.matches(ORIGIN).count(),
+            "{body}"
+        );
+        let leaks = leaks_in(body.as_bytes(), &needles);
+        assert!(leaks.is_empty(), "{leaks:?}");
+
+        // JSON: EWS and ActiveSync.
+        for (protocol, path) in [
+            ("EWS", "EWS/Exchange.asmx"),
+            ("ActiveSync", "Microsoft-Server-ActiveSync"),
+        ] {
+            let r = c
+                .get(&format!(
+                    "/autodiscover/autodiscover.json/v1.0/{}?Protocol={protocol}",
+                    ALICE.0
+                ))
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{}", text(&r));
+            assert!(header(&r, "content-type").starts_with("application/json"));
+            let json: serde_json::Value = serde_json::from_str(&text(&r)).unwrap();
+            assert_eq!(json["Protocol"], protocol);
+            assert_eq!(json["Url"], format!("{ORIGIN}{path}"));
+            let leaks = leaks_in(r.body(), &needles);
+            assert!(leaks.is_empty(), "{leaks:?}");
+        }
+        let r = c
+            .get("/autodiscover/autodiscover.json/v1.0/alice@lab.com?Protocol=Rest")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(leaks_in(r.body(), &needles).is_empty());
     }
 }
 

@@ -1,6 +1,7 @@
 //! Property tests of the rewriters: the streaming rewriter against a plain
-//! whole-buffer replace written here, and the Autodiscover rewriter against
-//! itself fed in one chunk, both under random chunkings.
+//! whole-buffer replace written here, and the Autodiscover rewriter (POX,
+//! SOAP and JSON answers) against itself fed in one chunk, both under
+//! random chunkings.
 
 use std::sync::Arc;
 
@@ -381,6 +382,16 @@ fn autodiscover_body() -> impl Strategy<Value = Vec<u8>> {
         "<MdbDN>/o=lab/cn=Databases/cn=DB02</MdbDN>",
         "<ASUrl>https://",
         "/EWS/Exchange.asmx</ASUrl>",
+        "<UserResponse>",
+        "</UserResponse>",
+        "<UserRes",
+        "<UserSetting i:type=\"StringSetting\">",
+        "</UserSetting>",
+        "<Name>InternalRpcClientServer</Name><Value>",
+        "<Name>MailboxDN</Name><Value>/o=lab/cn=Databases/cn=DB01",
+        "<Name>InternalMailboxServerDN</Name><Value>/o=lab/cn=Servers/cn=",
+        "</Value>",
+        "{\"Protocol\":\"EWS\",\"Url\":\"https://",
     ])
     .prop_map(|s| s.as_bytes().to_vec());
     prop::collection::vec(prop_oneof![2 => xml, 3 => fragment()], 0..60)
@@ -418,6 +429,72 @@ fn autodiscover_answer_names_no_member_once_the_database_is_set() {
                 text.contains(&format!("<OWAUrl>{origin}owa/</OWAUrl>")),
                 "{text}"
             );
+            assert!(!names_member(&plan, &out), "{text}");
+        }
+    }
+}
+
+/// A SOAP `GetUserSettings` answer as the mock sends it, and a JSON
+/// Autodiscover answer: rewritten whole or in chunks of any size, they name
+/// the database's RPC client access server and the array, never a member.
+#[test]
+fn soap_and_json_answers_name_no_member_once_the_database_is_set() {
+    let setting = |name: &str, value: &str| {
+        format!(
+            "<UserSetting i:type=\"StringSetting\"><Name>{name}</Name><Value>{value}</Value></UserSetting>"
+        )
+    };
+    let soap = format!(
+        "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
+         <GetUserSettingsResponseMessage><Response><UserResponses><UserResponse>\
+         <ErrorCode>NoError</ErrorCode><UserSettings>{}{}{}{}{}</UserSettings></UserResponse>\
+         </UserResponses></Response></GetUserSettingsResponseMessage></s:Body></s:Envelope>",
+        setting("InternalRpcClientServer", "ex1.lab.local"),
+        setting(
+            "InternalMailboxServerDN",
+            "/o=lab/cn=Configuration/cn=Servers/cn=EX1"
+        ),
+        setting("MailboxDN", "/o=lab/cn=Configuration/cn=Databases/cn=DB01"),
+        setting("ExternalEwsUrl", "https://EX1.lab.local/EWS/Exchange.asmx"),
+        setting("ExternalMailboxServer", "ex1.lab.local"),
+    );
+    let json = "{\"Protocol\":\"EWS\",\"Url\":\"https://ex1.lab.local/EWS/Exchange.asmx\"}";
+    for (port, origin) in [
+        (443, "https://mail.lab.com/"),
+        (PORT, "https://mail.lab.com:8443/"),
+    ] {
+        let plan = Arc::new(plan_on(port));
+        for size in 1..=soap.len() {
+            let mut r = AutodiscoverRewriter::new(Arc::clone(&plan));
+            let mut out = BytesMut::new();
+            for c in soap.as_bytes().chunks(size) {
+                r.feed(c, &mut out);
+            }
+            r.finish(&mut out);
+            let text = String::from_utf8(out.to_vec()).expect("utf-8");
+            for want in [
+                setting("InternalRpcClientServer", "outlook.lab.com"),
+                setting("ExternalMailboxServer", "mail.lab.com"),
+                setting("ExternalEwsUrl", &format!("{origin}EWS/Exchange.asmx")),
+                setting(
+                    "InternalMailboxServerDN",
+                    "/o=lab/cn=Configuration/cn=Servers/cn=CASARRAY01",
+                ),
+            ] {
+                assert!(text.contains(&want), "{want} not in {text}");
+            }
+            assert!(!names_member(&plan, &out), "{text}");
+        }
+        for size in 1..=json.len() {
+            let mut r = AutodiscoverRewriter::new(Arc::clone(&plan));
+            let mut out = BytesMut::new();
+            for c in json.as_bytes().chunks(size) {
+                r.feed(c, &mut out);
+            }
+            r.finish(&mut out);
+            let text = String::from_utf8(out.to_vec()).expect("utf-8");
+            let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(value["Url"], format!("{origin}EWS/Exchange.asmx"), "{text}");
             assert!(!names_member(&plan, &out), "{text}");
         }
     }

@@ -220,7 +220,11 @@ pub struct RewriteConfig {
     /// default false (removed).
     pub expose_server_headers: bool,
     /// Content types whose bodies are rewritten on services with
-    /// `rewrite = true`. Default: text/xml, application/xml, text/html.
+    /// `rewrite = true`. Default: text/xml, application/xml, text/html,
+    /// application/soap+xml. Autodiscover answers are rewritten in
+    /// text/xml, application/xml, application/soap+xml and application/json
+    /// whatever this says; application/json is not in the default because
+    /// OWA's JSON carries users' mail.
     pub content_types: Vec<String>,
 }
 

@@ -222,7 +222,8 @@ fn defaults() {
             content_types: vec![
                 "text/xml".into(),
                 "application/xml".into(),
-                "text/html".into()
+                "text/html".into(),
+                "application/soap+xml".into()
             ],
         }
     );

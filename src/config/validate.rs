@@ -426,9 +426,14 @@ impl Ctx<'_> {
 
     fn rewrite(&self, raw: Option<&RawRewrite>) -> Result<RewriteConfig, ConfigError> {
         let content_types = match raw.and_then(|r| r.content_types.as_ref()) {
-            None => ["text/xml", "application/xml", "text/html"]
-                .map(String::from)
-                .to_vec(),
+            None => [
+                "text/xml",
+                "application/xml",
+                "text/html",
+                "application/soap+xml",
+            ]
+            .map(String::from)
+            .to_vec(),
             Some(list) => list
                 .get_ref()
                 .iter()

@@ -2,7 +2,7 @@
 //! array fronts (`casarray mock-server`).
 //!
 //! One process is one "server" (`--name EX1`): it answers health checks per
-//! service, Autodiscover (POX), OWA with forms-based logon, EWS (SOAP),
+//! service, Autodiscover (POX, SOAP and JSON), OWA with forms-based logon, EWS (SOAP),
 //! Outlook Anywhere (`RPC_IN_DATA` / `RPC_OUT_DATA`), MAPI/HTTP and small
 //! pages for the other services, naming its own fqdn everywhere. Mailboxes
 //! live in a SQLite store (`--store DIR`) shared by every server of a lab,
@@ -12,8 +12,8 @@
 //!
 //! EWS, Outlook Anywhere, MAPI, Autodiscover, ECP, ActiveSync, OAB and
 //! PowerShell also take a connection-bound NTLM / Negotiate login (three
-//! legs bound to the TCP connection, as IIS does; see `ntlm` for the
-//! messages and their simplified cryptography).
+//! legs bound to the TCP connection, as IIS does; see `ntlm`: NTLMv2 as
+//! MS-NLMP specifies it, SPNEGO for Negotiate).
 //!
 //! Every response carries `X-FEServer`, `X-BEServer` and `X-DiagInfo` with
 //! the server's name, and `X-Mock-Connection` with the number of the TCP

@@ -707,8 +707,14 @@ fn respond_from_member(
     let body = IdleTimeout::new(body, svc.idle_timeout);
     let body: ProxyBody = if svc.rewrite
         && !body.is_end_stream()
-        && rewrite::should_rewrite_body(&parts.headers, &snap.cfg.rewrite.content_types)
-    {
+        && if svc.autodiscover {
+            rewrite::should_rewrite_autodiscover_body(
+                &parts.headers,
+                &snap.cfg.rewrite.content_types,
+            )
+        } else {
+            rewrite::should_rewrite_body(&parts.headers, &snap.cfg.rewrite.content_types)
+        } {
         parts.headers.remove(header::CONTENT_LENGTH);
         let counter = Some(svc.rewrites.clone());
         let plan = Arc::clone(&snap.http.plan);

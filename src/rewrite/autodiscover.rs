@@ -1,6 +1,9 @@
 //! The Autodiscover rewriter: a streaming rewrite that holds back each
-//! `<Protocol>` element whole, so that the EXCH `<Server>` can follow the
-//! database of an `<MdbDN>` that comes after it.
+//! POX `<Protocol>` element and each SOAP `<UserResponse>` element whole,
+//! so that the EXCH `<Server>` (POX) or the `InternalRpcClientServer`
+//! setting (SOAP) can follow the database named after it (`<MdbDN>`, the
+//! `MailboxDN` setting). JSON answers hold neither and get the generic
+//! rewrite.
 
 use std::sync::Arc;
 
@@ -10,17 +13,22 @@ use memchr::memmem;
 use super::plan::RewritePlan;
 use super::protocol::rewrite_protocol;
 use super::stream::StreamRewriter;
+use super::user_settings::rewrite_user_response;
 
 /// The largest `<Protocol>` element held back whole by default: 64 KiB.
 pub const DEFAULT_MAX_ELEMENT: usize = 64 * 1024;
 
-const OPEN: &[u8] = b"<Protocol";
-const CLOSE: &[u8] = b"</Protocol>";
+/// The elements held back: (start tag, end tag, how one is rewritten).
+type Rewrite = fn(&[u8], &RewritePlan, &mut BytesMut) -> usize;
+const ELEMENTS: [(&[u8], &[u8], Rewrite); 2] = [
+    (b"<Protocol", b"</Protocol>", rewrite_protocol),
+    (b"<UserResponse", b"</UserResponse>", rewrite_user_response),
+];
 
 /// Rewrites an Autodiscover answer fed in chunks.
 ///
-/// Outside `<Protocol>` elements text streams through the generic rewrite.
-/// Each `<Protocol>` element (up to the element limit, default
+/// Outside those elements text streams through the generic rewrite.
+/// Each `<Protocol>` or `<UserResponse>` element (up to the element limit, default
 /// [`DEFAULT_MAX_ELEMENT`]) is kept until its end and rewritten by the
 /// Autodiscover rules; a longer or unfinished element gets the generic
 /// rewrite only. Memory stays below the element limit plus one chunk, and
@@ -29,10 +37,11 @@ const CLOSE: &[u8] = b"</Protocol>";
 pub struct AutodiscoverRewriter {
     plan: Arc<RewritePlan>,
     generic: StreamRewriter,
-    /// Bytes not yet handed on: a partial `<Protocol` outside elements, or
+    /// Bytes not yet handed on: a partial start tag outside elements, or
     /// the element so far inside one.
     buf: Vec<u8>,
-    inside: bool,
+    /// Inside an element: which one (index into `ELEMENTS`).
+    inside: Option<usize>,
     /// Inside: how much of `buf` was already searched for the end tag.
     searched: usize,
     max_element: usize,
@@ -40,8 +49,11 @@ pub struct AutodiscoverRewriter {
 
 /// Where an element starts, or how much text is surely outside one.
 enum Open {
-    At(usize),
-    None { safe: usize },
+    /// Element `.1` of `ELEMENTS` starts at `.0`.
+    At(usize, usize),
+    None {
+        safe: usize,
+    },
 }
 
 impl AutodiscoverRewriter {
@@ -57,7 +69,7 @@ impl AutodiscoverRewriter {
             generic: plan.stream_rewriter(),
             plan,
             buf: Vec::new(),
-            inside: false,
+            inside: None,
             searched: 0,
             max_element: max_element.max(64),
         }
@@ -74,7 +86,7 @@ impl AutodiscoverRewriter {
     pub fn finish(&mut self, out: &mut BytesMut) -> usize {
         let replaced = self.process(true, out) + self.generic.finish(out);
         self.buf.clear();
-        self.inside = false;
+        self.inside = None;
         self.searched = 0;
         replaced
     }
@@ -90,22 +102,23 @@ impl AutodiscoverRewriter {
         // Each round consumes bytes or stops; bounded by the buffer length.
         while consumed < self.buf.len() {
             let rest = &self.buf[consumed..];
-            if self.inside {
+            if let Some(kind) = self.inside {
+                let (open, close, rewrite) = ELEMENTS[kind];
                 let window = &rest[..rest.len().min(self.max_element)];
-                let from = self.searched.saturating_sub(CLOSE.len() - 1);
-                match memmem::find(&window[from..], CLOSE) {
+                let from = self.searched.saturating_sub(close.len() - 1);
+                match memmem::find(&window[from..], close) {
                     Some(i) => {
-                        let end = from + i + CLOSE.len();
-                        replaced += rewrite_protocol(&rest[..end], &self.plan, out);
+                        let end = from + i + close.len();
+                        replaced += rewrite(&rest[..end], &self.plan, out);
                         consumed += end;
-                        self.inside = false;
+                        self.inside = None;
                     }
                     None if at_end || window.len() >= self.max_element => {
                         // Too long or unfinished: the generic rewrite only,
                         // looking for elements again right after this tag.
-                        replaced += self.generic.feed(&rest[..OPEN.len()], out);
-                        consumed += OPEN.len();
-                        self.inside = false;
+                        replaced += self.generic.feed(&rest[..open.len()], out);
+                        consumed += open.len();
+                        self.inside = None;
                     }
                     None => {
                         self.searched = window.len();
@@ -114,11 +127,11 @@ impl AutodiscoverRewriter {
                 }
             } else {
                 match find_open(rest, at_end) {
-                    Open::At(i) => {
+                    Open::At(i, kind) => {
                         replaced += self.generic.feed(&rest[..i], out);
                         replaced += self.generic.finish(out);
                         consumed += i;
-                        self.inside = true;
+                        self.inside = Some(kind);
                         self.searched = 0;
                     }
                     Open::None { safe } => {
@@ -134,21 +147,25 @@ impl AutodiscoverRewriter {
     }
 }
 
-/// Finds the first `<Protocol>` or `<Protocol ` start tag. Without one,
-/// `safe` is how much of `text` surely holds none: all of it, or up to a
-/// `<` that may begin one in the bytes still to come.
+/// Finds the first start tag of an element of `ELEMENTS` (`<Protocol>`,
+/// `<Protocol `, ...). Without one, `safe` is how much of `text` surely
+/// holds none: all of it, or up to a `<` that may begin one in the bytes
+/// still to come.
 fn find_open(text: &[u8], at_end: bool) -> Open {
     for i in memchr::memchr_iter(b'<', text) {
         let tail = &text[i..];
-        match tail.get(OPEN.len()) {
-            Some(&next) => {
-                if tail.starts_with(OPEN) && matches!(next, b'>' | b' ' | b'\t' | b'\r' | b'\n') {
-                    return Open::At(i);
+        for (kind, (open, _, _)) in ELEMENTS.iter().enumerate() {
+            match tail.get(open.len()) {
+                Some(&next) => {
+                    if tail.starts_with(open) && matches!(next, b'>' | b' ' | b'\t' | b'\r' | b'\n')
+                    {
+                        return Open::At(i, kind);
+                    }
                 }
-            }
-            None => {
-                if !at_end && OPEN.starts_with(tail) {
-                    return Open::None { safe: i };
+                None => {
+                    if !at_end && open.starts_with(tail) {
+                        return Open::None { safe: i };
+                    }
                 }
             }
         }
@@ -306,10 +323,22 @@ mod tests {
 
     #[test]
     fn open_tags_are_told_apart() {
-        assert!(matches!(find_open(b"a<Protocol>", false), Open::At(1)));
+        assert!(matches!(find_open(b"a<Protocol>", false), Open::At(1, 0)));
         assert!(matches!(
             find_open(b"<Protocol Type=\"x\">", false),
-            Open::At(0)
+            Open::At(0, 0)
+        ));
+        assert!(matches!(
+            find_open(b"x<UserResponse>", false),
+            Open::At(1, 1)
+        ));
+        assert!(matches!(
+            find_open(b"x<UserResponses>", false),
+            Open::None { safe: 16 }
+        ));
+        assert!(matches!(
+            find_open(b"ab<UserRes", false),
+            Open::None { safe: 2 }
         ));
         assert!(matches!(
             find_open(b"<Protocols>", false),

@@ -5,6 +5,10 @@
 //! - `Set-Cookie`: a `Domain` naming a member becomes the public name; a
 //!   `Domain` that is a member's IP address is removed. Cookie names and
 //!   values are left alone (they may be signed).
+//! - `WWW-Authenticate` values of the `NTLM`, `Negotiate` and `Kerberos`
+//!   schemes carry an opaque base64 token (a challenge, or SPNEGO's final
+//!   token) and no host name: never touched, whatever bytes the token
+//!   happens to spell.
 //! - Every other header (`Location`, `Content-Location`, `Refresh`,
 //!   `WWW-Authenticate` realms, ...) gets the generic rewrite, which gives
 //!   member `https://` URLs the public port when it is not 443.
@@ -84,8 +88,9 @@ pub fn rewrite_response_headers(
     };
     // Most answers name no member in any header: one pass that allocates
     // nothing says so.
-    let touched =
-        |(n, v): (&HeaderName, &HeaderValue)| rewritable(n) && names_member(plan, v.as_bytes());
+    let touched = |(n, v): (&HeaderName, &HeaderValue)| {
+        rewritable(n) && !auth_token(n, v.as_bytes()) && names_member(plan, v.as_bytes())
+    };
     if !headers.iter().any(touched) {
         return changed + rewrite_values(headers, &SET_COOKIE, |v| set_cookie(v, plan));
     }
@@ -94,15 +99,32 @@ pub fn rewrite_response_headers(
         let touched = headers
             .get_all(&name)
             .iter()
-            .any(|v| names_member(plan, v.as_bytes()));
+            .any(|v| !auth_token(&name, v.as_bytes()) && names_member(plan, v.as_bytes()));
         if touched {
             changed += rewrite_values(headers, &name, |v| {
+                if auth_token(&name, v) {
+                    return None;
+                }
                 let mut out = BytesMut::with_capacity(v.len());
                 (plan.rewrite(v, &mut out) > 0).then(|| out.to_vec())
             });
         }
     }
     changed + rewrite_values(headers, &SET_COOKIE, |v| set_cookie(v, plan))
+}
+
+/// Whether `value` of header `name` is a `WWW-Authenticate` (or
+/// `Proxy-Authenticate`) value of a scheme that carries only an opaque
+/// token: `NTLM`, `Negotiate`, `Kerberos`.
+fn auth_token(name: &HeaderName, value: &[u8]) -> bool {
+    if *name != header::WWW_AUTHENTICATE && *name != header::PROXY_AUTHENTICATE {
+        return false;
+    }
+    let value = value.trim_ascii_start();
+    let scheme = &value[..memchr::memchr(b' ', value).unwrap_or(value.len())];
+    [&b"ntlm"[..], b"negotiate", b"kerberos"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
 }
 
 /// Removes or exposes one identity header; returns the values changed.
@@ -201,6 +223,38 @@ impl SplitEq for [u8] {
 /// `content_types` (ignoring case and parameters; `type/*` matches a whole
 /// type) and it is not encoded (`Content-Encoding` absent or `identity`).
 pub fn should_rewrite_body(headers: &HeaderMap, content_types: &[String]) -> bool {
+    rewrite_typed(headers, content_types.iter().map(String::as_str))
+}
+
+/// The media types of the three Autodiscover flavours: POX and SOAP 1.1,
+/// SOAP 1.2, JSON.
+const AUTODISCOVER_TYPES: [&str; 4] = [
+    "text/xml",
+    "application/xml",
+    "application/soap+xml",
+    "application/json",
+];
+
+/// Whether an Autodiscover answer's body should be rewritten: as
+/// [`should_rewrite_body`], with the Autodiscover flavours' media types
+/// (`text/xml`, `application/xml`, `application/soap+xml`,
+/// `application/json`) always among `content_types`. Those answers are
+/// settings (server names and URLs), never users' mail, and clients that
+/// read a member's name there go around the array.
+pub fn should_rewrite_autodiscover_body(headers: &HeaderMap, content_types: &[String]) -> bool {
+    rewrite_typed(
+        headers,
+        content_types
+            .iter()
+            .map(String::as_str)
+            .chain(AUTODISCOVER_TYPES),
+    )
+}
+
+fn rewrite_typed<'a>(
+    headers: &HeaderMap,
+    mut content_types: impl Iterator<Item = &'a str>,
+) -> bool {
     let Some(media) = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -208,7 +262,7 @@ pub fn should_rewrite_body(headers: &HeaderMap, content_types: &[String]) -> boo
     else {
         return false;
     };
-    let typed = content_types.iter().any(|t| {
+    let typed = content_types.any(|t| {
         let t = essence(t);
         match t.strip_suffix("/*") {
             Some(major) => media
@@ -277,6 +331,61 @@ mod tests {
             ["Basic realm=\"mail.lab.com\""]
         );
         assert_eq!(text(&h, "content-type"), ["text/html"]);
+    }
+
+    #[test]
+    fn autodiscover_answers_are_rewritten_in_every_flavour() {
+        let only_html = vec!["text/html".to_string()];
+        for (media, autodiscover, any) in [
+            ("text/xml; charset=utf-8", true, false),
+            ("application/soap+xml; charset=utf-8", true, false),
+            ("application/json; charset=utf-8", true, false),
+            ("text/html", true, true),
+            ("image/png", false, false),
+        ] {
+            let h = head(&[("content-type", media)]);
+            assert_eq!(
+                should_rewrite_autodiscover_body(&h, &only_html),
+                autodiscover,
+                "{media}"
+            );
+            assert_eq!(should_rewrite_body(&h, &only_html), any, "{media}");
+        }
+        let h = head(&[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ]);
+        assert!(!should_rewrite_autodiscover_body(&h, &only_html));
+    }
+
+    #[test]
+    fn ntlm_and_negotiate_tokens_are_never_touched() {
+        let plan = lab_plan();
+        // Base64 tokens whose bytes happen to spell a member name between
+        // `+` and `/`, which are not host name characters.
+        let tokens = [
+            "NTLM TlRMTVNTUAACAAAA+EX1+AAAA",
+            "Negotiate oQcwBaADCgEA/EX1/127.0.0.1",
+            "negotiate ex1",
+            "Kerberos +ex1+",
+        ];
+        for token in tokens {
+            assert!(names_member(&plan, token.as_bytes()), "{token}");
+            let mut h = HeaderMap::new();
+            h.append("www-authenticate", HeaderValue::from_static(token));
+            h.append(
+                "www-authenticate",
+                HeaderValue::from_static("Basic realm=\"ex1.lab.local\""),
+            );
+            assert_eq!(rewrite_response_headers(&mut h, &plan, false, "EX1"), 1);
+            assert_eq!(
+                text(&h, "www-authenticate"),
+                [token, "Basic realm=\"mail.lab.com\""]
+            );
+        }
+        let mut h = head(&[("www-authenticate", "NTLM +EX1+")]);
+        assert_eq!(rewrite_response_headers(&mut h, &plan, false, "EX1"), 0);
+        assert_eq!(text(&h, "www-authenticate"), ["NTLM +EX1+"]);
     }
 
     #[test]

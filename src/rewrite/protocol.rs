@@ -19,7 +19,7 @@ use super::plan::RewritePlan;
 
 /// What becomes of one element's text.
 #[derive(Debug)]
-enum Edit<'a> {
+pub(super) enum Edit<'a> {
     Keep,
     Replace(&'a str),
     ServerDn,
@@ -43,8 +43,19 @@ pub(crate) fn rewrite_protocol(element: &[u8], plan: &RewritePlan, out: &mut Byt
         from = dn.end;
         edits.push((dn, Edit::ServerDn));
     }
-    edits.sort_by_key(|(r, _)| r.start);
+    apply(element, edits, plan, out)
+}
 
+/// Writes `element` into `out` with `edits` made to its ranges and the
+/// generic rewrite (member names to the public name) everywhere else;
+/// returns the replacements made.
+pub(super) fn apply(
+    element: &[u8],
+    mut edits: Vec<(Range<usize>, Edit<'_>)>,
+    plan: &RewritePlan,
+    out: &mut BytesMut,
+) -> usize {
+    edits.sort_by_key(|(r, _)| r.start);
     let mut replaced = 0;
     let mut at = 0;
     for (range, edit) in edits {
@@ -71,7 +82,12 @@ pub(crate) fn rewrite_protocol(element: &[u8], plan: &RewritePlan, out: &mut Byt
 
 /// The text between the first `open` at or after `from` and the `close`
 /// after it.
-fn text_of(element: &[u8], open: &[u8], close: &[u8], from: usize) -> Option<Range<usize>> {
+pub(super) fn text_of(
+    element: &[u8],
+    open: &[u8],
+    close: &[u8],
+    from: usize,
+) -> Option<Range<usize>> {
     let start = from + memmem::find(element.get(from..)?, open)? + open.len();
     let end = start + memmem::find(&element[start..], close)?;
     Some(start..end)
@@ -80,8 +96,13 @@ fn text_of(element: &[u8], open: &[u8], close: &[u8], from: usize) -> Option<Ran
 /// The database named by `<MdbDN>`: what follows `cn=Databases/cn=`
 /// (any case) up to the next `/`.
 fn database_of(element: &[u8]) -> Option<&str> {
+    database_in_dn(&element[text_of(element, b"<MdbDN>", b"</MdbDN>", 0)?])
+}
+
+/// The database a database DN names: what follows `cn=Databases/cn=` (any
+/// case) up to the next `/`.
+pub(super) fn database_in_dn(dn: &[u8]) -> Option<&str> {
     const MARK: &[u8] = b"cn=databases/cn=";
-    let dn = &element[text_of(element, b"<MdbDN>", b"</MdbDN>", 0)?];
     let at = dn
         .windows(MARK.len())
         .position(|w| w.eq_ignore_ascii_case(MARK))?

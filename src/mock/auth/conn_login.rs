@@ -4,13 +4,14 @@
 //! On the authenticated services (every service but OWA, which logs on
 //! with a form), a request carrying `Authorization: NTLM <Type 1>` (or
 //! `Negotiate`) is answered `401` with `WWW-Authenticate: NTLM <Type 2>`
-//! (mirroring the scheme), the server challenge kept in this connection's
-//! state. The Type 3 that follows is checked against the challenge of this
+//! (mirroring the scheme and, for `Negotiate`, the SPNEGO wrapping), the
+//! server challenge kept in this connection's state. The Type 3 that follows is checked against the challenge of this
 //! same connection (none there: `401`, as IIS). Success authenticates the
 //! connection as that mailbox for the rest of its life: that request and
 //! every later one on the connection, with or without `Authorization`, are
 //! served as that user, and every response on it carries `X-Mock-User`.
-//! A new Type 1 restarts the login and forgets the identity. Over HTTP/2
+//! A SPNEGO login's last answer carries the `accept-completed` token, as
+//! IIS sends it. A new Type 1 restarts the login and forgets the identity. Over HTTP/2
 //! the whole connection (every stream) shares one login.
 
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::mock::auth::ntlm::spnego::{self, NegState};
 use crate::mock::auth::ntlm::{self, Scheme};
 use crate::mock::directory;
 use crate::mock::http::health;
@@ -59,8 +61,10 @@ struct State {
 pub enum Step {
     /// Answer this (a challenge or a refusal) without routing.
     Answer(Response<Body>),
-    /// Route the request (with `ConnectionUser` set when authenticated).
-    Route(Request<Incoming>),
+    /// Route the request (with `ConnectionUser` set when authenticated);
+    /// the answer gets the `WWW-Authenticate` value given, if any (SPNEGO's
+    /// final accept-completed token).
+    Route(Request<Incoming>, Option<HeaderValue>),
 }
 
 impl ConnLogin {
@@ -89,7 +93,7 @@ impl ConnLogin {
     /// Runs the login legs for a request to lower-cased `path`.
     pub async fn step(&self, shared: &Shared, path: &str, mut req: Request<Incoming>) -> Step {
         if !authenticated_service(path) {
-            return Step::Route(req);
+            return Step::Route(req, None);
         }
         let token = req
             .headers()
@@ -99,36 +103,54 @@ impl ConnLogin {
                 let scheme = v.trim().split(' ').next().unwrap_or("");
                 let ours =
                     scheme.eq_ignore_ascii_case("ntlm") || scheme.eq_ignore_ascii_case("negotiate");
-                ours.then(|| ntlm::parse_header(v))
+                ours.then(|| ntlm::parse_token(v))
             });
+        let mut reply = None;
         match token {
             None => {}
             Some(None) => return Step::Answer(refuse(req).await),
-            Some(Some((scheme, msg))) => match ntlm::message_type(&msg) {
-                Some(ntlm::NEGOTIATE) => {
-                    return Step::Answer(self.challenge(shared, scheme, req).await)
-                }
-                Some(ntlm::AUTHENTICATE) => {
-                    if !self.authenticate(&msg) {
-                        self.lock().user = None;
-                        drain(req).await;
-                        return Step::Answer(bare_challenge());
+            Some(Some(token)) => {
+                let msg = token.ntlm.as_deref().unwrap_or_default();
+                match ntlm::message_type(msg) {
+                    Some(ntlm::NEGOTIATE) => {
+                        return Step::Answer(self.challenge(shared, &token, msg, req).await)
                     }
+                    Some(ntlm::AUTHENTICATE) => {
+                        if !self.authenticate(msg) {
+                            self.lock().user = None;
+                            drain(req).await;
+                            return Step::Answer(bare_challenge());
+                        }
+                        if token.spnego {
+                            let done = spnego::resp(NegState::AcceptCompleted, false, None);
+                            reply = HeaderValue::from_str(&ntlm::header_value(token.scheme, &done))
+                                .ok();
+                        }
+                    }
+                    None if token.spnego && token.ntlm.is_none() => {
+                        // SPNEGO offering NTLM after a mechanism the mock
+                        // lacks: name NTLM and wait for its NEGOTIATE.
+                        drain(req).await;
+                        let pick = spnego::resp(NegState::AcceptIncomplete, true, None);
+                        return Step::Answer(unauthorized_with(token.scheme, &pick));
+                    }
+                    _ => return Step::Answer(refuse(req).await),
                 }
-                _ => return Step::Answer(refuse(req).await),
-            },
+            }
         }
         if let Some(user) = self.user() {
             req.extensions_mut().insert(ConnectionUser(user));
         }
-        Step::Route(req)
+        Step::Route(req, reply)
     }
 
-    /// Leg 1 -> leg 2: a fresh challenge for this connection.
+    /// Leg 1 -> leg 2: a fresh challenge for this connection, answering
+    /// the NEGOTIATE `msg` in `token`'s scheme and wrapping.
     async fn challenge(
         &self,
         shared: &Shared,
-        scheme: Scheme,
+        token: &ntlm::Token,
+        msg: &[u8],
         req: Request<Incoming>,
     ) -> Response<Body> {
         let mut challenge = [0u8; 8];
@@ -151,18 +173,22 @@ impl ConnLogin {
                 .to_string(),
             dns_computer: shared.fqdn.clone(),
         };
-        let msg = ntlm::challenge_message(challenge, &target);
-        let mut resp = response::status(StatusCode::UNAUTHORIZED);
-        if let Ok(v) = HeaderValue::from_str(&ntlm::header_value(scheme, &msg)) {
-            resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+        let flags = ntlm::server_flags(ntlm::negotiate_flags(msg).unwrap_or_default());
+        let msg = ntlm::challenge_message(challenge, &target, flags, ntlm::filetime_now());
+        if token.spnego {
+            let wrapped = spnego::resp(NegState::AcceptIncomplete, true, Some(&msg));
+            unauthorized_with(token.scheme, &wrapped)
+        } else {
+            unauthorized_with(token.scheme, &msg)
         }
-        resp
     }
 
-    /// Leg 3: checks the response against this connection's challenge
-    /// (consumed) and, when right, binds the connection to the mailbox. A
-    /// failed leg 3 leaves the connection anonymous (the caller forgets any
-    /// earlier identity; the answer is then a bare challenge).
+    /// Leg 3: checks the NTLMv2 response against this connection's
+    /// challenge (consumed) and, when right, binds the connection to the
+    /// mailbox. The user may be typed `alice`, `alice@lab.com` or (user
+    /// `alice`, domain `LAB`). A failed leg 3 leaves the connection
+    /// anonymous (the caller forgets any earlier identity; the answer is
+    /// then a bare challenge).
     fn authenticate(&self, msg: &[u8]) -> bool {
         let challenge = self.lock().challenge.take();
         let (Some(challenge), Some(auth)) = (challenge, ntlm::parse_authenticate(msg)) else {
@@ -175,9 +201,21 @@ impl ConnLogin {
                 self.lock().user = Some(mailbox);
                 true
             }
-            _ => false,
+            _ => {
+                tracing::debug!(conn = self.id, user = %auth.user, domain = %auth.domain, "NTLM login refused");
+                false
+            }
         }
     }
+}
+
+/// `401` carrying `WWW-Authenticate: <scheme> <base64 token>`.
+fn unauthorized_with(scheme: Scheme, token: &[u8]) -> Response<Body> {
+    let mut resp = response::status(StatusCode::UNAUTHORIZED);
+    if let Ok(v) = HeaderValue::from_str(&ntlm::header_value(scheme, token)) {
+        resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+    }
+    resp
 }
 
 /// Whether lower-cased `path` is under a service that takes NTLM (every

@@ -49,7 +49,14 @@ pub async fn handle(
         }
         match login.step(&shared, &path, req).await {
             Step::Answer(resp) => resp,
-            Step::Route(req) => route(&shared, &path, req).await,
+            Step::Route(req, reply) => {
+                let mut resp = route(&shared, &path, req).await;
+                if let Some(value) = reply {
+                    resp.headers_mut()
+                        .insert(http::header::WWW_AUTHENTICATE, value);
+                }
+                resp
+            }
         }
     };
     let headers = resp.headers_mut();

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::{domain_of, DEPLOYMENT_ID};
 use crate::mock::auth;
 use crate::mock::directory;
 use crate::mock::format::clock;
@@ -21,18 +22,13 @@ const RESPONSE_NS: &str = "http://schemas.microsoft.com/exchange/autodiscover/re
 /// The only response schema served: Outlook's.
 pub const OUTLOOK_SCHEMA: &str =
     "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a";
-/// The lab's (fixed) deployment id.
-const DEPLOYMENT_ID: &str = "6a1f1b5e-3c55-4c7e-9d8a-ca5a77a7ab01";
 /// Exchange 2010 SP3's `ServerVersion`.
 const SERVER_VERSION: &str = "738180DA";
 /// Largest request read: 64 KiB.
 const MAX_REQUEST: usize = 64 * 1024;
 
-/// Answers `/autodiscover/...`; `path` is lower case.
-pub async fn handle(shared: &Shared, path: &str, req: Request<Incoming>) -> Response<Body> {
-    if path != "/autodiscover/autodiscover.xml" {
-        return response::status(StatusCode::NOT_FOUND);
-    }
+/// Answers `POST /autodiscover/autodiscover.xml`.
+pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::POST {
         return error(shared, 600, "Invalid Request");
     }
@@ -181,11 +177,6 @@ pub fn outlook_settings(shared: &Shared, mailbox: &Mailbox) -> String {
 
     out.push_str("</Account></Response></Autodiscover>");
     out
-}
-
-/// `lab.local` for `ex1.lab.local`.
-fn domain_of(fqdn: &str) -> &str {
-    fqdn.split_once('.').map_or(fqdn, |(_, d)| d)
 }
 
 #[cfg(test)]
