@@ -55,6 +55,8 @@ fn new_message(me: &Mailbox, el: &Element) -> NewMessage {
         subject: el.child_text("Subject").unwrap_or_default().to_string(),
         body: body.map(|b| b.text.clone()).unwrap_or_default(),
         body_type: BodyType::from_ews(body.and_then(|b| b.attr("BodyType")).unwrap_or("Text")),
+        message_id: None,
+        headers: String::new(),
     }
 }
 
