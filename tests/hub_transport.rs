@@ -857,7 +857,10 @@ s.quit()
         &store,
         &["--smtp", &route.to_string(), "--relay", &smtp.to_string()],
     );
-    assert_eq!(ext.smtp, route, "test.com's host is where the connector sends");
+    assert_eq!(
+        ext.smtp, route,
+        "test.com's host is where the connector sends"
+    );
     let pop3 = ext.pop3;
     let reader = r#"
 import poplib, sys

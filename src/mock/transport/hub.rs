@@ -138,8 +138,8 @@ impl Sink for Hub {
         &self.shared.fqdn
     }
 
-    fn name(&self) -> &str {
-        &self.shared.name
+    fn trace_comment(&self) -> String {
+        format!("{} hub transport", self.shared.name)
     }
 
     fn extensions(&self) -> Vec<String> {

@@ -13,9 +13,10 @@ use crate::mock::format::clock;
 pub struct Trace<'a> {
     pub helo: &'a str,
     pub client: IpAddr,
-    /// The receiving server's fqdn and name (`ex1.lab.local`, `EX1`).
+    /// The receiving server's fqdn (`ex1.lab.local`) and what follows it
+    /// in parentheses (`EX1 hub transport`).
     pub by_fqdn: &'a str,
-    pub by_name: &'a str,
+    pub comment: &'a str,
     /// EHLO (ESMTP) rather than HELO (SMTP).
     pub esmtp: bool,
     pub tls: bool,
@@ -49,8 +50,8 @@ pub fn field(t: &Trace<'_>) -> String {
         .unwrap_or_default();
     let date = clock::http_date(t.when).replace(" GMT", " +0000");
     format!(
-        "Received: from {helo} ([{ip}]) by {} ({} hub transport) with {proto} id {}{rcpt};\r\n\t{date}\r\n",
-        t.by_fqdn, t.by_name, t.id
+        "Received: from {helo} ([{ip}]) by {} ({}) with {proto} id {}{rcpt};\r\n\t{date}\r\n",
+        t.by_fqdn, t.comment, t.id
     )
 }
 
@@ -64,7 +65,7 @@ mod tests {
             helo: "client.example",
             client: "192.0.2.7".parse().unwrap(),
             by_fqdn: "ex1.lab.local",
-            by_name: "EX1",
+            comment: "EX1 hub transport",
             esmtp: true,
             tls: true,
             id: "q1",

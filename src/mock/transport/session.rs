@@ -89,8 +89,9 @@ pub trait Sink: Send + Sync + 'static {
     fn greeting(&self) -> Result<String, Reply>;
     /// The fqdn the server names itself by (EHLO answer, `Received:`).
     fn fqdn(&self) -> &str;
-    /// The server's short name (`Received:`).
-    fn name(&self) -> &str;
+    /// What `Received:` says after the fqdn, in parentheses (`EX1 hub
+    /// transport`).
+    fn trace_comment(&self) -> String;
     /// EHLO keywords beyond the standard ones.
     fn extensions(&self) -> Vec<String> {
         Vec::new()
@@ -383,7 +384,7 @@ async fn receive<S: Sink>(
         helo: &env.helo,
         client: env.client,
         by_fqdn: sink.fqdn(),
-        by_name: sink.name(),
+        comment: &sink.trace_comment(),
         esmtp: env.esmtp,
         tls: env.tls,
         id: &id,

@@ -132,8 +132,8 @@ impl Sink for External {
         &self.fqdn
     }
 
-    fn name(&self) -> &str {
-        &self.domain
+    fn trace_comment(&self) -> String {
+        format!("{} mail system", self.domain)
     }
 
     fn max_size(&self) -> u64 {
