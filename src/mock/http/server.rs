@@ -115,6 +115,7 @@ impl MockServer {
             latency_ms: AtomicU64::new(args.latency_ms),
             rpc: RpcStats::default(),
             connections: AtomicU64::new(0),
+            hub: std::sync::OnceLock::new(),
         });
         let hub = match hub_options {
             Some(opts) => Some(HubServer::bind(Arc::clone(&shared), opts, &store, hub_tls).await?),

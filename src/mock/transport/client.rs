@@ -118,6 +118,20 @@ impl Client {
         rcpts: &[String],
         data: &Path,
     ) -> Result<Vec<(String, Reply)>, ClientError> {
+        let addr = self.addr;
+        let file = tokio::fs::File::open(data)
+            .await
+            .map_err(|e| ClientError::Io(addr, e))?;
+        self.send_reader(from, rcpts, file).await
+    }
+
+    /// [`Client::send`] with the message read from `data`.
+    pub async fn send_reader<R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+        data: R,
+    ) -> Result<Vec<(String, Reply)>, ClientError> {
         let r = self.command(&format!("MAIL FROM:<{from}>")).await?;
         self.expect(r, 250)?;
         let mut refused = Vec::new();
@@ -134,10 +148,7 @@ impl Client {
         let r = self.command("DATA").await?;
         self.expect(r, 354)?;
         let addr = self.addr;
-        let file = tokio::fs::File::open(data)
-            .await
-            .map_err(|e| ClientError::Io(addr, e))?;
-        let mut lines = BufReader::new(file);
+        let mut lines = BufReader::new(data);
         let mut line = Vec::new();
         let w = self.io.get_mut();
         let mut out = tokio::io::BufWriter::new(w);

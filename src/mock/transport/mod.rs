@@ -31,6 +31,7 @@ mod received;
 mod session;
 mod shadow;
 mod stream;
+pub mod submit;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -149,6 +150,7 @@ impl HubServer {
         .await
         .context("opening the hub's queue")?
         .with_context(|| format!("opening the hub's files under {}", work.display()))?;
+        let _ = shared.hub.set(reg);
         let hub = Arc::new(Hub {
             shared,
             settings: HubSettings {
