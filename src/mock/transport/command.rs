@@ -20,11 +20,14 @@ pub enum Command {
     Quit,
     Vrfy,
     StartTls,
-    /// `XSHADOW <primary hub> <queue id>`: the next message is a shadow
-    /// copy the primary hub keeps in its queue (hub to hub only).
+    /// `XSHADOW <primary hub> <queue id> [DELIVERED]`: the next message is
+    /// a shadow copy of one the primary keeps in its queue, or (with
+    /// `DELIVERED`) one it has already delivered into a mailbox database,
+    /// kept as Safety Net (hub to hub only).
     XShadow {
         primary: String,
         id: String,
+        delivered: bool,
     },
     /// `XDISCARD <primary hub> <queue id>`: the primary delivered it; the
     /// shadow copy goes.
@@ -105,15 +108,26 @@ pub fn parse(line: &[u8]) -> Result<Command, Refused> {
         "VRFY" => Ok(Command::Vrfy),
         "XSHADOW" | "XDISCARD" => {
             let mut words = rest.split_whitespace();
-            let (Some(primary), Some(id), None) = (words.next(), words.next(), words.next()) else {
+            let (Some(primary), Some(id), flag, None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
                 return Err(Refused::Syntax("<primary hub> <queue id>"));
+            };
+            let delivered = match flag {
+                None => false,
+                Some(f) if verb == "XSHADOW" && f.eq_ignore_ascii_case("DELIVERED") => true,
+                Some(_) => return Err(Refused::Syntax("<primary hub> <queue id>")),
             };
             if !safe_name(primary) || !safe_name(id) {
                 return Err(Refused::Syntax("names are letters, digits, '-' and '_'"));
             }
             let (primary, id) = (primary.to_string(), id.to_string());
             Ok(if verb == "XSHADOW" {
-                Command::XShadow { primary, id }
+                Command::XShadow {
+                    primary,
+                    id,
+                    delivered,
+                }
             } else {
                 Command::XDiscard { primary, id }
             })
@@ -232,9 +246,21 @@ mod tests {
             p("XSHADOW EX1 q-12"),
             Ok(Command::XShadow {
                 primary: "EX1".into(),
-                id: "q-12".into()
+                id: "q-12".into(),
+                delivered: false,
             })
         );
+        assert!(matches!(
+            p("XSHADOW EX1 q-12 delivered"),
+            Ok(Command::XShadow {
+                delivered: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p("XDISCARD EX1 q-12 DELIVERED"),
+            Err(Refused::Syntax(_))
+        ));
     }
 
     #[test]

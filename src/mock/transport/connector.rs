@@ -3,9 +3,12 @@
 //! [`RETRY_EVERY`] — local recipients into their mailbox database, other
 //! domains to the mail host the connector routes them to — and keeps
 //! what could not be delivered for the next round. A delivered message
-//! leaves the queue and its shadow copy is discarded on the peer. The same
-//! task watches the primaries whose shadow copies the hub holds, and takes
-//! their copies over when a primary stays unreachable (`shadow`).
+//! leaves the queue and its shadow copy is marked delivered on the peer.
+//! The same task watches the primaries whose shadow copies the hub holds
+//! (taking their copies over when a primary stays unreachable: `shadow`),
+//! watches which server holds each database's active copy (Safety Net:
+//! delivering again what went into a database whose active copy moved),
+//! and drops delivered copies held past `shadow::SAFETY_NET_HOLD`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,9 +17,11 @@ use std::time::{Duration, Instant};
 use super::client::Client;
 use super::command::domain_of;
 use super::hub::Hub;
-use super::queue::Entry;
+use super::queue::{Entry, Queue};
 use super::receive::deliver_local;
 use super::{message, shadow, LAB_DOMAIN};
+use crate::mock::dag::Located;
+use crate::mock::users::LAB_DATABASES;
 
 /// How often the queue is tried again and the primaries looked at: 1 s.
 pub const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -26,6 +31,7 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Runs the connector of `hub` for the life of the process.
 pub async fn run(hub: Arc<Hub>) {
     let mut last_seen: HashMap<String, Instant> = HashMap::new();
+    let mut actives: HashMap<String, String> = HashMap::new();
     loop {
         tokio::select! {
             () = hub.wake.notified() => {}
@@ -39,7 +45,97 @@ pub async fn run(hub: Arc<Hub>) {
             attempt(&hub, entry).await;
         }
         watch_primaries(&hub, &mut last_seen).await;
+        watch_actives(&hub, &mut actives).await;
+        expire(&hub).await;
     }
+}
+
+/// Safety Net: when a database's active copy moves to another server, what
+/// this hub delivered into it lately is delivered again (a lossy failover
+/// may have lost it; delivery deduplicates).
+async fn watch_actives(hub: &Hub, actives: &mut HashMap<String, String>) {
+    let Some(dag) = hub.shared.databases.dag() else {
+        return;
+    };
+    for (database, _) in LAB_DATABASES {
+        let now = match dag.locate(database) {
+            Located::Local(_) => hub.shared.name.clone(),
+            Located::Remote(m) => m.name,
+            // Between two servers: the move is seen when it ends.
+            Located::Unavailable(_) => continue,
+        };
+        let before = actives.insert((*database).to_string(), now.clone());
+        if before.is_some_and(|b| b != now) {
+            let (net, queue, db) = (
+                hub.safety_net.clone(),
+                hub.queue.clone(),
+                database.to_string(),
+            );
+            let moved = Hub::blocking(move || resubmit(&net, &queue, &db)).await;
+            match moved {
+                Ok(n) => {
+                    tracing::info!(hub = %hub.shared.name, %database, active = %now, resubmitted = n,
+                        "database moved: Safety Net copies delivered again");
+                    hub.wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::error!(hub = %hub.shared.name, error = %e, "Safety Net resubmission")
+                }
+            }
+        }
+    }
+}
+
+/// Queues again the Safety Net copies with recipients in `database`.
+/// Blocking.
+fn resubmit(net: &Queue, queue: &Queue, database: &str) -> std::io::Result<usize> {
+    let dir = crate::mock::directory::lab();
+    let mut n = 0;
+    for e in net.list() {
+        let rcpts: Vec<String> = e
+            .rcpts
+            .iter()
+            .filter(|r| {
+                dir.find(r)
+                    .is_some_and(|m| m.database.eq_ignore_ascii_case(database))
+            })
+            .cloned()
+            .collect();
+        if rcpts.is_empty() {
+            continue;
+        }
+        let again = Entry {
+            id: format!(
+                "{}-r{}",
+                e.id,
+                super::new_id().rsplit('-').next().unwrap_or("0")
+            ),
+            rcpts,
+            shadow: None,
+            delivered: None,
+            ..e.clone()
+        };
+        queue.put_copy(&again, &net.data(&e.id))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Drops Safety Net and shadow copies held past `SAFETY_NET_HOLD`.
+async fn expire(hub: &Hub) {
+    let net = hub.safety_net.clone();
+    let shadows = hub.settings.work.join("shadow");
+    let _ = tokio::task::spawn_blocking(move || {
+        shadow::expire(&net);
+        if let Ok(rd) = std::fs::read_dir(&shadows) {
+            for e in rd.flatten() {
+                if let Ok(q) = Queue::open(&e.path()) {
+                    shadow::expire(&q);
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// One delivery attempt of a queued message.
@@ -55,7 +151,25 @@ async fn attempt(hub: &Hub, mut entry: Entry) {
         match tokio::fs::read(&data).await {
             Ok(raw) => {
                 let msg = message::parse(&raw).to_new_message(&entry.from, &entry.message_id);
-                remaining.extend(deliver_local(&hub.shared, &msg, &local).await);
+                let deferred = deliver_local(&hub.shared, &msg, &local).await;
+                let delivered: Vec<String> = local
+                    .iter()
+                    .filter(|r| !deferred.contains(r))
+                    .cloned()
+                    .collect();
+                if !delivered.is_empty() {
+                    let kept = Entry {
+                        rcpts: delivered,
+                        delivered: Some(crate::mock::format::clock::unix_now()),
+                        shadow: None,
+                        ..entry.clone()
+                    };
+                    let (net, path) = (hub.safety_net.clone(), data.clone());
+                    if let Err(e) = Hub::blocking(move || net.put_copy(&kept, &path)).await {
+                        tracing::warn!(hub = %hub.shared.name, error = %e, "Safety Net copy");
+                    }
+                }
+                remaining.extend(deferred);
             }
             Err(e) => {
                 tracing::error!(hub = %hub.shared.name, id = %entry.id, error = %e,

@@ -46,7 +46,13 @@ pub struct Hub {
     pub shared: Arc<Shared>,
     pub settings: HubSettings,
     pub peers: Option<Peers>,
+    /// Peers that failed to take a shadow copy, passed over until then.
+    pub peers_down: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     pub queue: Queue,
+    /// Safety Net: copies of what this hub delivered into mailbox
+    /// databases, kept `SAFETY_NET_HOLD` and delivered again when a
+    /// database's active copy moves (a lossy failover may have lost them).
+    pub safety_net: Queue,
     /// Wakes the connector when something is queued.
     pub wake: Notify,
 }
@@ -84,10 +90,11 @@ impl Hub {
         if !local.is_empty() {
             queued.extend(deliver_local(&self.shared, &msg, &local).await);
         }
-        if queued.is_empty() {
-            let _ = tokio::fs::remove_file(&data.path).await;
-            return Ok(Reply::new(250, format!("2.6.0 {message_id} Delivered")));
-        }
+        let delivered: Vec<String> = local
+            .iter()
+            .filter(|r| !queued.contains(r))
+            .cloned()
+            .collect();
         if parsed.message_id.is_none() {
             // The copies that travel on must carry the id delivery
             // deduplicates on.
@@ -96,22 +103,39 @@ impl Hub {
             crate::atomic_file::write_atomically(&data.path, &with_id)?;
         }
         drop(raw);
-        let mut entry = Entry {
+        let base = Entry {
             id: data.id.clone(),
             from: env.from.clone(),
-            rcpts: queued,
+            rcpts: env.rcpts.clone(),
             message_id: message_id.clone(),
             created: unix_now(),
             primary: self.shared.name.clone(),
             shadow: None,
+            delivered: None,
         };
-        let (queue, e, path) = (self.queue.clone(), entry.clone(), data.path.clone());
-        Self::blocking(move || queue.put(&e, &path)).await?;
-        entry.shadow = shadow::place(self, &entry).await;
-        if entry.shadow.is_some() {
-            let (queue, e) = (self.queue.clone(), entry.clone());
-            Self::blocking(move || queue.update(&e)).await?;
+        if !delivered.is_empty() {
+            let kept = Entry {
+                rcpts: delivered,
+                delivered: Some(unix_now()),
+                ..base.clone()
+            };
+            let (net, path) = (self.safety_net.clone(), data.path.clone());
+            Self::blocking(move || net.put_copy(&kept, &path)).await?;
         }
+        // A shadow copy of the whole message on a peer before the 250.
+        let done = queued.is_empty();
+        let shadow = shadow::place(self, &base, &data.path, done).await;
+        if done {
+            let _ = tokio::fs::remove_file(&data.path).await;
+            return Ok(Reply::new(250, format!("2.6.0 {message_id} Delivered")));
+        }
+        let entry = Entry {
+            rcpts: queued,
+            shadow,
+            ..base
+        };
+        let (queue, path) = (self.queue.clone(), data.path.clone());
+        Self::blocking(move || queue.put(&entry, &path)).await?;
         self.wake.notify_one();
         Ok(Reply::new(
             250,
@@ -174,7 +198,9 @@ impl Sink for Hub {
     async fn accept(&self, env: Envelope, data: Spooled) -> Reply {
         let path = data.path.clone();
         let result = match env.shadow.clone() {
-            Some((primary, id)) => shadow::keep(self, &primary, &id, &env, &data).await,
+            Some((primary, id, delivered)) => {
+                shadow::keep(self, &primary, &id, delivered, &env, &data).await
+            }
             None => self.take(env, data).await,
         };
         match result {
@@ -189,8 +215,8 @@ impl Sink for Hub {
 
     async fn discard(&self, primary: String, id: String) -> Reply {
         let dir = self.shadow_dir(&primary);
-        match Self::blocking(move || Queue::open(&dir)?.remove(&id)).await {
-            Ok(()) => Reply::new(250, "2.0.0 Shadow copy discarded"),
+        match Self::blocking(move || shadow::mark_delivered(&dir, &id)).await {
+            Ok(()) => Reply::new(250, "2.0.0 Shadow copy marked delivered"),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot discard a shadow copy");
                 Reply::new(451, "4.3.0 Local error in processing")

@@ -13,7 +13,8 @@
 //!   `client` (the client side).
 //!
 //! Files of hub NAME live under `<--store>/transport/<NAME>/`: `spool/`
-//! (data while it arrives), `queue/` (messages to deliver), `shadow/<hub>/`
+//! (data while it arrives), `queue/` (messages to deliver), `safetynet/`
+//! (what it delivered into mailboxes, kept a while), `shadow/<hub>/`
 //! (copies kept for another hub).
 
 mod client;
@@ -134,18 +135,19 @@ impl HubServer {
             },
             addr.port(),
         );
-        let (queue, peers) = tokio::task::spawn_blocking(move || {
+        let (queue, safety_net, peers) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(w.join("spool"))?;
             // Data of sessions cut by a crash never got its 250.
             for e in std::fs::read_dir(w.join("spool"))?.flatten() {
                 let _ = std::fs::remove_file(e.path());
             }
             let queue = queue::Queue::open(&w.join("queue"))?;
+            let safety_net = queue::Queue::open(&w.join("safetynet"))?;
             let peers = match dir {
                 Some(d) => Some(peers::Peers::register(&d, &name, reg)?),
                 None => None,
             };
-            Ok::<_, std::io::Error>((queue, peers))
+            Ok::<_, std::io::Error>((queue, safety_net, peers))
         })
         .await
         .context("opening the hub's queue")?
@@ -161,7 +163,9 @@ impl HubServer {
                 peer_dead_after: opts.peer_dead_after,
             },
             peers,
+            peers_down: Default::default(),
             queue,
+            safety_net,
             wake: tokio::sync::Notify::new(),
         });
         Ok(HubServer {

@@ -28,6 +28,12 @@ pub struct Entry {
     /// The hub that holds its shadow copy, if one does.
     #[serde(default)]
     pub shadow: Option<String>,
+    /// When the primary reported it delivered (Unix seconds): a shadow
+    /// copy or a Safety Net copy is then kept for `SAFETY_NET_HOLD`, to be
+    /// delivered again (deduplicated) if a lossy database failover or the
+    /// primary's death calls for it.
+    #[serde(default)]
+    pub delivered: Option<i64>,
 }
 
 /// A queue directory.
@@ -68,6 +74,15 @@ impl Queue {
         std::fs::rename(spooled, self.data(&entry.id))?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         self.update(entry)
+    }
+
+    /// Queues `entry` with a copy of the data at `data` (fsynced).
+    /// Blocking.
+    pub fn put_copy(&self, entry: &Entry, data: &Path) -> io::Result<()> {
+        let tmp = self.dir.join(format!(".{}.eml.tmp", entry.id));
+        std::fs::copy(data, &tmp)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        self.put(entry, &tmp)
     }
 
     /// Rewrites `entry` (fewer recipients, a shadow named). Blocking.
@@ -134,6 +149,7 @@ mod tests {
             created: 5,
             primary: "EX1".into(),
             shadow: None,
+            delivered: None,
         };
         q.put(&e, &spool).unwrap();
         assert!(!spool.exists());

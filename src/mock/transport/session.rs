@@ -68,8 +68,9 @@ pub struct Envelope {
     pub client: IpAddr,
     pub esmtp: bool,
     pub tls: bool,
-    /// `XSHADOW`: the message is a shadow copy for (primary hub, its id).
-    pub shadow: Option<(String, String)>,
+    /// `XSHADOW`: the message is a shadow copy for (primary hub, its id,
+    /// already delivered).
+    pub shadow: Option<(String, String, bool)>,
 }
 
 /// A message's data on disk: the `Received:` field, then the data as sent
@@ -116,7 +117,7 @@ struct State {
     helo: Option<(String, bool)>,
     from: Option<String>,
     rcpts: Vec<String>,
-    shadow: Option<(String, String)>,
+    shadow: Option<(String, String, bool)>,
 }
 
 impl State {
@@ -330,13 +331,17 @@ async fn run<S: Sink>(
                     continue;
                 }
             },
-            Command::XShadow { primary, id } => {
+            Command::XShadow {
+                primary,
+                id,
+                delivered,
+            } => {
                 if !sink.extensions().iter().any(|e| e == "XSHADOW") {
                     Reply::new(500, "5.5.1 Command unrecognized")
                 } else if st.helo.is_none() || st.from.is_some() {
                     Reply::new(503, "5.5.1 XSHADOW goes after EHLO, before MAIL")
                 } else {
-                    st.shadow = Some((primary, id));
+                    st.shadow = Some((primary, id, delivered));
                     Reply::new(250, "2.0.0 Shadow copy expected")
                 }
             }
