@@ -179,8 +179,18 @@ impl Sink for Hub {
     }
 
     fn recipient(&self, rcpt: &str, env: &Envelope) -> Result<(), Reply> {
-        if env.shadow.is_some() {
-            return Ok(());
+        if let Some((primary, _, _)) = &env.shadow {
+            // Shadow copies only for hubs of the registry (the mock trusts
+            // the name; a real hub authenticates its peers).
+            let known = self
+                .peers
+                .as_ref()
+                .is_some_and(|p| p.address(primary).is_some());
+            return if known {
+                Ok(())
+            } else {
+                Err(Reply::new(550, "5.7.1 Not a peer hub"))
+            };
         }
         let domain = domain_of(rcpt);
         if domain == LAB_DOMAIN {
