@@ -56,6 +56,10 @@ pub struct LabArgs {
     /// CA. Default: plain HTTP to the servers (SSL offloading).
     #[arg(long)]
     pub member_tls: bool,
+    /// The array's SMTP address (`listen.smtp`), balanced over the hub
+    /// transport every mock server runs.
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    pub smtp: SocketAddr,
 }
 
 /// Runs the lab until Ctrl-C.
@@ -120,8 +124,12 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
     // Every fixed port first: a taken one is an error before anything starts.
     port_free(args.https, "--https")?;
     port_free(args.admin, "--admin")?;
+    port_free(args.smtp, "--smtp")?;
     if args.https == args.admin {
         bail!("--https and --admin are the same address {}", args.https);
+    }
+    if args.smtp == args.https || args.smtp == args.admin {
+        bail!("--smtp {} is also --https or --admin", args.smtp);
     }
 
     let files = LabFiles::new(&args.dir, &args.fqdn);
@@ -136,7 +144,30 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the casarray executable")?;
 
     let mut procs = Procs::default();
+    // The lesson's external mail system for test.com: mail it sends to
+    // lab.com goes through the array's SMTP address.
+    let mut cmd = Command::new(&exe);
+    cmd.arg("mock-external")
+        .args(["--domain", EXTERNAL_DOMAIN, "--store"])
+        .arg(files.dir.join("external"))
+        .arg("--relay")
+        .arg(args.smtp.to_string());
+    let external = match start(cmd, "external system", "(external): SMTP ").await {
+        Ok((child, _, line)) => {
+            println!("  {line}");
+            procs.0.push(("external".into(), child));
+            match parse_external(&line) {
+                Some(addrs) => addrs,
+                None => {
+                    procs.stop().await;
+                    bail!("the external system reported no addresses: {line}");
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let mut members = Vec::new();
+    let mut hubs = Vec::new();
     for i in 1..=args.servers {
         let name = format!("EX{i}");
         let fqdn = format!("ex{i}.lab.local");
@@ -158,7 +189,11 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
             .arg("--shared-cert")
             .arg(&files.cert)
             .arg("--shared-key")
-            .arg(&files.key);
+            .arg(&files.key)
+            .args(["--smtp", "127.0.0.1:0", "--smtp-route"])
+            .arg(format!("{EXTERNAL_DOMAIN}={}", external.0))
+            .arg("--transport-dir")
+            .arg(files.dir.join("transport"));
         if let Some((cert, key)) = &member_tls {
             cmd.arg("--tls-cert")
                 .arg(cert)
@@ -167,7 +202,7 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
                 .arg("--peer-ca")
                 .arg(&files.ca_cert);
         }
-        let (child, line) = match start(cmd, &name, "listening on ").await {
+        let (child, before, line) = match start(cmd, &name, "listening on ").await {
             Ok(started) => started,
             Err(e) => {
                 procs.stop().await;
@@ -185,22 +220,36 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
                 bail!("{name} reported no address: {line}");
             }
         };
+        let smtp = before
+            .iter()
+            .find_map(|l| {
+                l.rsplit(" smtp on ")
+                    .next()
+                    .filter(|_| l.contains(" smtp on "))
+            })
+            .and_then(|a| a.trim().parse::<SocketAddr>().ok());
+        let Some(smtp) = smtp else {
+            procs.0.push((name.clone(), child));
+            procs.stop().await;
+            bail!("{name} reported no SMTP address");
+        };
         println!(
-            "  {name:<4} pid {:<7} on {}://{addr}  ({fqdn})",
+            "  {name:<4} pid {:<7} on {}://{addr}  ({fqdn}), smtp {smtp}",
             child.id().unwrap_or(0),
             if args.member_tls { "https" } else { "http" }
         );
         procs.0.push((name.clone(), child));
         members.push((name, addr, fqdn));
+        hubs.push(smtp);
     }
 
-    if let Err(e) = update_config(&files, &args, &members) {
+    if let Err(e) = update_config(&files, &args, &members, &hubs) {
         procs.stop().await;
         return Err(e);
     }
     let mut cmd = Command::new(&exe);
     cmd.arg("serve").arg("--config").arg(&files.config);
-    let (array, _ready) = match start(cmd, "casarray serve", "casarray serving ").await {
+    let (array, _, _ready) = match start(cmd, "casarray serve", "casarray serving ").await {
         Ok(started) => started,
         Err(e) => {
             procs.stop().await;
@@ -210,7 +259,8 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
     procs.0.push(("array".into(), array));
     let copies = dag_settled(&files, &args, &members).await;
     let dag = dag_text(&files, &args, &members, &procs, copies.as_ref());
-    print_welcome(&files, &args, &members, first_run, &dag);
+    let mail = mail_text(&args, external);
+    print_welcome(&files, &args, &members, first_run, &format!("{dag}{mail}"));
 
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -230,6 +280,49 @@ async fn lab(args: LabArgs) -> anyhow::Result<()> {
     println!("stopping the lab...");
     procs.stop().await;
     result
+}
+
+/// The external system's domain (the lesson's test.com).
+const EXTERNAL_DOMAIN: &str = "test.com";
+
+/// The SMTP and POP3 addresses in the external system's readiness line
+/// (`test.com (external): SMTP A, POP3 B`).
+fn parse_external(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = line.split("(external): SMTP ").nth(1)?;
+    let (smtp, pop3) = rest.split_once(", POP3 ")?;
+    Some((smtp.trim().parse().ok()?, pop3.trim().parse().ok()?))
+}
+
+/// How to send mail through the array and read the external mailbox.
+fn mail_text(args: &LabArgs, (ext_smtp, ext_pop3): (SocketAddr, SocketAddr)) -> String {
+    let smtp = args.smtp;
+    let (ip, port) = (smtp.ip(), smtp.port());
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  Hub Transport (SMTP through the array on {smtp}; every server runs a hub):"
+    );
+    let _ = writeln!(
+        s,
+        "    send:   printf 'Subject: hello\\r\\nMessage-ID: <hello-1@test.com>\\r\\n\\r\\nHi Alice\\r\\n' | curl -sS smtp://{ip}:{port} --mail-from carol@test.com --mail-rcpt alice@lab.com -T -"
+    );
+    let _ = writeln!(
+        s,
+        "    or:     python3 -c 'import smtplib; smtplib.SMTP(\"{ip}\", {port}).sendmail(\"carol@test.com\", [\"alice@lab.com\"], \"Subject: hello\\r\\n\\r\\nHi Alice\")'"
+    );
+    let _ = writeln!(
+        s,
+        "    out:    printf 'Subject: to carol\\r\\n\\r\\nHi\\r\\n' | curl -sS smtp://{ip}:{port} --mail-from alice@lab.com --mail-rcpt carol@{EXTERNAL_DOMAIN} -T -"
+    );
+    let _ = writeln!(
+        s,
+        "    {EXTERNAL_DOMAIN} (external): SMTP {ext_smtp}, POP3 {ext_pop3}; carol@{EXTERNAL_DOMAIN} password Carol!test1"
+    );
+    let _ = writeln!(
+        s,
+        "    read:   curl -sS -u 'carol:Carol!test1' pop3://{ext_pop3}/     (list; .../1 reads the first: its Received: lines name the hub)"
+    );
+    s
 }
 
 /// A bound-then-released check that nobody holds `addr`.
@@ -509,6 +602,7 @@ fn update_config(
     files: &LabFiles,
     args: &LabArgs,
     members: &[(String, SocketAddr, String)],
+    hubs: &[SocketAddr],
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&files.config)
         .with_context(|| format!("cannot read {}", files.config.display()))?;
@@ -542,12 +636,30 @@ fn update_config(
             }
         }
     }
+    // Inbound SMTP through the array to the servers' hubs (the lesson's
+    // NLB port rules), with PROXY v2 so that Received: names the client.
+    if hubs.is_empty() {
+        if let Some(listen) = doc.get_mut("listen").and_then(|l| l.as_table_like_mut()) {
+            listen.remove("smtp");
+        }
+    } else {
+        doc["listen"]["smtp"] = toml_edit::value(args.smtp.to_string());
+        if doc.get("smtp").is_none() {
+            let mut t = toml_edit::Table::new();
+            t["health"] = toml_edit::value("ehlo");
+            t["proxy_protocol"] = toml_edit::value(true);
+            doc["smtp"] = toml_edit::Item::Table(t);
+        }
+    }
     let mut tables = toml_edit::ArrayOfTables::new();
-    for (name, addr, fqdn) in members {
+    for (i, (name, addr, fqdn)) in members.iter().enumerate() {
         let mut t = toml_edit::Table::new();
         t["name"] = toml_edit::value(name.as_str());
         t["address"] = toml_edit::value(addr.to_string());
         t["fqdn"] = toml_edit::value(fqdn.as_str());
+        if let Some(hub) = hubs.get(i) {
+            t["smtp"] = toml_edit::value(hub.to_string());
+        }
         if args.member_tls {
             t["tls"] = toml_edit::value(true);
         }
@@ -591,7 +703,11 @@ fn random_token() -> anyhow::Result<String> {
 
 /// Starts a child and waits (at most 30 s) for a stdout line containing
 /// `ready`; the rest of its stdout is passed through.
-async fn start(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<(Child, String)> {
+async fn start(
+    mut cmd: Command,
+    name: &str,
+    ready: &str,
+) -> anyhow::Result<(Child, Vec<String>, String)> {
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
@@ -600,12 +716,17 @@ async fn start(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<(Chi
         .with_context(|| format!("cannot start {name}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
+    let mut before = Vec::new();
     let wait = async {
         while let Some(line) = lines.next_line().await? {
             if line.contains(ready) {
                 return Ok::<_, std::io::Error>(Some(line));
             }
-            println!("{line}");
+            // The hub's address line is printed with the server's own.
+            if !line.contains(" smtp on ") {
+                println!("{line}");
+            }
+            before.push(line);
         }
         Ok(None)
     };
@@ -629,7 +750,7 @@ async fn start(mut cmd: Command, name: &str, ready: &str) -> anyhow::Result<(Chi
             println!("{line}");
         }
     });
-    Ok((child, line))
+    Ok((child, before, line))
 }
 
 /// The processes the lab started, stopped together.
@@ -755,6 +876,7 @@ mod tests {
             admin: "127.0.0.1:9090".parse().unwrap(),
             fqdn: "mail.lab.com".into(),
             member_tls: false,
+            smtp: "127.0.0.1:2525".parse().unwrap(),
         }
     }
 
@@ -787,16 +909,57 @@ mod tests {
             ("127.0.0.1:0", 443),
             ("[::1]:8443", 8443),
         ] {
-            update_config(&files, &args(tmp.path(), https), &members).unwrap();
+            update_config(&files, &args(tmp.path(), https), &members, &[]).unwrap();
             assert_eq!(port_of(&files), want, "{https}");
         }
-        update_config(&files, &args(tmp.path(), "0.0.0.0:443"), &members).unwrap();
+        update_config(&files, &args(tmp.path(), "0.0.0.0:443"), &members, &[]).unwrap();
         let text = std::fs::read_to_string(&files.config).unwrap();
         assert!(
             !text
                 .lines()
                 .any(|l| l.trim_start().starts_with("public_port")),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_config_balances_smtp_over_the_hubs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = LabFiles::new(tmp.path(), "mail.lab.com");
+        std::fs::create_dir_all(files.cert.parent().unwrap()).unwrap();
+        for f in [&files.cert, &files.key, &files.token] {
+            std::fs::write(f, "x").unwrap();
+        }
+        let a = args(tmp.path(), "127.0.0.1:8443");
+        std::fs::write(&files.config, initial_config(&a, "lab.com")).unwrap();
+        let members = [
+            (
+                "EX1".to_string(),
+                "127.0.0.1:9001".parse().unwrap(),
+                "ex1.lab.local".to_string(),
+            ),
+            (
+                "EX2".to_string(),
+                "127.0.0.1:9002".parse().unwrap(),
+                "ex2.lab.local".to_string(),
+            ),
+        ];
+        let hubs: [SocketAddr; 2] = [
+            "127.0.0.1:2501".parse().unwrap(),
+            "127.0.0.1:2502".parse().unwrap(),
+        ];
+        update_config(&files, &a, &members, &hubs).unwrap();
+        let text = std::fs::read_to_string(&files.config).unwrap();
+        let cfg = crate::config::parse(&text, &files.config).unwrap();
+        assert_eq!(cfg.listen.smtp, Some(a.smtp));
+        assert!(cfg.smtp.proxy_protocol, "{text}");
+        assert_eq!(cfg.members[1].smtp, Some(hubs[1]));
+        assert_eq!(
+            parse_external("test.com (external): SMTP 127.0.0.1:1, POP3 127.0.0.1:2"),
+            Some((
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap()
+            ))
         );
     }
 }

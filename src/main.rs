@@ -50,6 +50,8 @@ enum Command {
     Lab(lab::LabArgs),
     /// Run one mock mailbox server.
     MockServer(mock::MockArgs),
+    /// Run the lesson's external mail system (test.com): SMTP in, POP3 to read.
+    MockExternal(mock::transport::external::ExternalArgs),
     /// The shared-certificate workflow.
     #[command(subcommand)]
     Cert(tls::cli::CertCommand),
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Check { config } => serve::check(&config).map(|summary| println!("{summary}")),
         Command::Lab(args) => lab::run(args),
         Command::MockServer(args) => tokio_main(mock::run(args)),
+        Command::MockExternal(args) => tokio_main(mock::transport::external::run(args)),
         Command::Cert(cmd) => tls::cli::run(cmd),
         Command::Array(cmd) => directory::run_array(cmd),
         Command::Database(cmd) => directory::run_database(cmd),

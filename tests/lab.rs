@@ -73,6 +73,8 @@ struct Lab {
     dir: PathBuf,
     https: SocketAddr,
     admin: SocketAddr,
+    /// The array's SMTP address (`--smtp`).
+    smtp: SocketAddr,
     servers: Vec<Server>,
     /// The "casarray lab is up" line.
     up_line: String,
@@ -107,11 +109,13 @@ impl Lab {
 
     fn try_start(dir: &Path, flags: &[&str]) -> Result<Lab, StartError> {
         let (https, admin) = two_free_ports();
+        let smtp = free_port();
         let mut child = Command::new(BIN)
             .arg("lab")
             .arg("--dir")
             .arg(dir)
             .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
+            .args(["--smtp", &smtp.to_string()])
             .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -133,6 +137,7 @@ impl Lab {
                             dir: dir.to_path_buf(),
                             https,
                             admin,
+                            smtp,
                             servers,
                             up_line: line,
                             out,
@@ -245,6 +250,15 @@ fn parse_server(line: &str) -> Option<Server> {
         }),
         _ => None,
     }
+}
+
+/// A free port on 127.0.0.1 (released): the lab's `--smtp`, so that labs
+/// of parallel tests do not share the default 2525.
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .unwrap()
 }
 
 /// Two distinct free ports on 127.0.0.1 (released, so they may be taken
@@ -492,6 +506,71 @@ async fn alice_finds(client: &Client, subject: &str) -> usize {
     total
 }
 
+/// Mail through the lab's SMTP address (curl, as the lab prints it): in
+/// to Alice (found by EWS), out to carol@test.com (read by curl's
+/// `pop3://` on the external system the lab started).
+async fn lab_mail(lab: &Lab, client: &Client) {
+    assert!(lab.prints("Hub Transport (SMTP through the array").await);
+    let smtp = format!("smtp://{}", lab.smtp);
+    let send = |from: &str, to: &str, subject: &str| {
+        let mut child = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "30",
+                &smtp,
+                "--mail-from",
+                from,
+                "--mail-rcpt",
+                to,
+                "-T",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("curl is needed by the lab test");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            write!(stdin, "Subject: {subject}\r\n\r\nthrough the hubs\r\n").unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    send("carol@test.com", ALICE.0, "Lab mail from Carol");
+    assert_eq!(alice_finds(client, "Lab mail from Carol").await, 1);
+    send(ALICE.0, "carol@test.com", "Lab mail to Carol");
+    let line = lab
+        .out
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("(external): SMTP ") && l.contains(", POP3 "))
+        .cloned()
+        .expect("the external system's line");
+    let pop3 = line.rsplit(", POP3 ").next().unwrap().trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-u", "carol:Carol!test1"])
+            .arg(format!("pop3://{pop3}/1"))
+            .output()
+            .unwrap();
+        let mail = String::from_utf8_lossy(&out.stdout);
+        if mail.contains("Subject: Lab mail to Carol") {
+            assert!(mail.contains("hub transport) with ESMTP"), "{mail}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "carol never got it: {mail}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// OWA forms logon through the array; returns the `cadata=...` cookie. The
 /// redirect after it must lead to `origin` (the array's URL).
 async fn owa_logon(client: &Client, user: (&str, &str), origin: &str) -> String {
@@ -625,6 +704,10 @@ async fn lab_serves_clients_through_failures_and_stops_whole() {
     assert_eq!(alice_finds(&client, subject).await, 1);
     let r = client.send(owa_home(&cookie)).await.unwrap();
     assert!(text(&r).contains(subject), "{}", text(&r));
+
+    // Hub Transport: SMTP through the array into Alice's mailbox, and out
+    // to the external system's carol@test.com, read by POP3.
+    lab_mail(&lab, &client).await;
 
     // EWS failed on purpose on EX1: EX1 leaves EWS, and only EWS.
     let ex1 = lab.server("EX1").clone();
@@ -848,6 +931,7 @@ fn taken_port_is_a_clear_error() {
             .arg("--dir")
             .arg(&dir)
             .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
+            .args(["--smtp", &free_port().to_string()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1075,6 +1159,7 @@ fn an_older_lab_dir_is_refused() {
         .arg("--dir")
         .arg(&dir)
         .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
+        .args(["--smtp", &free_port().to_string()])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -41,6 +41,7 @@ mod http;
 mod pem;
 mod shared;
 mod store;
+pub mod transport;
 mod users;
 
 pub use auth::ntlm;
@@ -93,6 +94,29 @@ pub struct MockArgs {
     /// Latency added to every non-`/mock` request, milliseconds; default 0.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Also run a hub transport: SMTP on this address (port 0 picks one;
+    /// the line `mock-server NAME smtp on ADDR` tells which, before the
+    /// readiness line). STARTTLS presents `--shared-cert` (else
+    /// `--tls-cert`); without either, no STARTTLS.
+    #[arg(long)]
+    pub smtp: Option<SocketAddr>,
+    /// Send connector route: mail for DOMAIN goes to the mail host at
+    /// HOST:PORT (repeatable). Mail for other domains than the lab's and
+    /// these is refused (550).
+    #[arg(long = "smtp-route", value_name = "DOMAIN=HOST:PORT")]
+    pub smtp_routes: Vec<String>,
+    /// A directory the lab's hubs share to find each other (each writes
+    /// `hubs/<NAME>` with its SMTP address): the peers that take shadow
+    /// copies. Without it the hub has no peer (one copy of queued mail).
+    #[arg(long)]
+    pub transport_dir: Option<PathBuf>,
+    /// Largest message the hub takes, octets; default 10 MiB.
+    #[arg(long, default_value_t = transport::DEFAULT_MAX_SIZE)]
+    pub smtp_max_size: u64,
+    /// Seconds a primary hub must stay unreachable before the hub holding
+    /// its shadow copies delivers them; default 5.
+    #[arg(long, default_value_t = 5)]
+    pub smtp_peer_dead_after: u64,
 }
 
 /// Runs one mock server: binds, prints `mock-server NAME listening on ADDR`
@@ -102,6 +126,9 @@ pub async fn run(args: MockArgs) -> anyhow::Result<()> {
     let server = MockServer::bind(args).await?;
     {
         let mut out = std::io::stdout().lock();
+        if let Some(smtp) = server.smtp_addr() {
+            writeln!(out, "mock-server {} smtp on {smtp}", server.name())?;
+        }
         writeln!(
             out,
             "mock-server {} listening on {}",
@@ -166,7 +193,7 @@ pub async fn dag_status(
 }
 
 /// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for SIGINT");

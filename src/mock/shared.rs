@@ -28,6 +28,9 @@ pub struct Shared {
     /// Connections accepted so far; each one's number is its
     /// `X-Mock-Connection`.
     pub connections: AtomicU64,
+    /// This server's hub transport (SMTP), when it runs one: where mail
+    /// for other domains is submitted.
+    pub hub: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 #[cfg(test)]
@@ -45,6 +48,7 @@ impl Shared {
             latency_ms: Default::default(),
             rpc: Default::default(),
             connections: Default::default(),
+            hub: Default::default(),
         };
         (dir, shared)
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{http_call, spawn_mock_logged, wait_until, Proc};
+use super::{http_call, spawn_mock_hub, wait_until, Proc};
 
 /// Bound on a DAG coming up with every database mounted and every copy
 /// caught up: 60 s.
@@ -79,19 +79,22 @@ impl TestDag {
 
     /// Starts (or restarts, on the same store) server `name`.
     pub fn start(&mut self, name: &str) {
+        self.start_with(name, &[]);
+    }
+
+    /// [`TestDag::start`] with more `mock-server` flags; the hub's SMTP
+    /// address when they have `--smtp`.
+    pub fn start_with(&mut self, name: &str, extra: &[&str]) -> Option<SocketAddr> {
         let store = self.dir().join("servers").join(name);
         let log = self.dir().join(format!("{name}.log"));
-        let (proc, addr) = spawn_mock_logged(
-            name,
-            &store,
-            &[
-                "--dag",
-                self.definition.to_str().unwrap(),
-                "--shared-key",
-                self.key.to_str().unwrap(),
-            ],
-            &log,
-        );
+        let mut args = vec![
+            "--dag",
+            self.definition.to_str().unwrap(),
+            "--shared-key",
+            self.key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (proc, addr, smtp) = spawn_mock_hub(name, &store, &args, &log);
         self.servers.insert(
             name.to_string(),
             Server {
@@ -101,6 +104,7 @@ impl TestDag {
                 store,
             },
         );
+        smtp
     }
 
     pub fn server(&self, name: &str) -> &Server {

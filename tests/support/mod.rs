@@ -595,6 +595,19 @@ pub fn spawn_mock_logged(
     extra: &[&str],
     log: &Path,
 ) -> (Proc, SocketAddr) {
+    let (proc, addr, _) = spawn_mock_hub(name, store, extra, log);
+    (proc, addr)
+}
+
+/// [`spawn_mock_logged`], and the hub transport's SMTP address when
+/// `extra` has `--smtp` (the `mock-server NAME smtp on ADDR` line comes
+/// before the readiness line).
+pub fn spawn_mock_hub(
+    name: &str,
+    store: &Path,
+    extra: &[&str],
+    log: &Path,
+) -> (Proc, SocketAddr, Option<SocketAddr>) {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -620,17 +633,23 @@ pub fn spawn_mock_logged(
         .spawn()
         .expect("spawn mock-server");
     let stdout = child.stdout.take().unwrap();
+    let smtp = std::sync::Mutex::new(None);
     let addr = wait_line(name, stdout, |l| {
+        if let Some(a) = l.split(" smtp on ").nth(1) {
+            *smtp.lock().unwrap() = a.trim().parse::<SocketAddr>().ok();
+        }
         l.split("listening on ")
             .nth(1)
             .and_then(|a| a.trim().parse().ok())
     });
+    let smtp = smtp.into_inner().unwrap();
     (
         Proc {
             child,
             name: name.to_owned(),
         },
         addr,
+        smtp,
     )
 }
 

@@ -370,10 +370,12 @@ mod tests {
             subject: "logged".into(),
             body: String::new(),
             body_type: crate::mock::store::BodyType::Text,
+            message_id: None,
+            headers: String::new(),
         }
     }
 
-    fn send(copy: &LocalCopy) -> Result<((), u64), StoreError> {
+    fn send(copy: &LocalCopy) -> Result<(usize, u64), StoreError> {
         let msg = message();
         copy.write(
             |_| Ok(()),

@@ -46,7 +46,7 @@ pub async fn deliver(
             let (m, r) = (msg.clone(), recipients.to_vec());
             h.write(move |b| store::deliver(b, &m, &r, received))
                 .await
-                .map(|((), g)| g)
+                .map(|(_, g)| g)
                 .map_err(|e| e.to_string())
         }
         Route::Unavailable(why) => Err(why),
@@ -62,7 +62,14 @@ pub async fn deliver(
             })
             .map_err(|e| e.to_string())?;
             let mut req = request(Method::POST, &format!("/mock/dag/deliver/{database}"), body);
-            if let Some(t) = token::issue(shared, &msg.from.address) {
+            // The server token names a lab mailbox: the sender's, or for
+            // mail from outside (a hub's delivery) the first recipient's.
+            let on_behalf = if directory::lab().find(&msg.from.address).is_some() {
+                msg.from.address.as_str()
+            } else {
+                recipients.first().map_or("", String::as_str)
+            };
+            if let Some(t) = token::issue(shared, on_behalf) {
                 req.headers_mut().insert(token::HEADER, t);
             }
             req.headers_mut().insert(
@@ -122,7 +129,7 @@ pub async fn handle(shared: &Shared, database: &str, req: Request<Incoming>) -> 
         .write(move |b| store::deliver(b, &msg, &rcpts, received))
         .await
     {
-        Ok(((), generation)) => response::with_body(
+        Ok((_, generation)) => response::with_body(
             StatusCode::OK,
             response::JSON,
             json!({"delivered": n, "generation": generation}).to_string(),

@@ -1,5 +1,6 @@
 //! `/mock/*`: switches for tests and demos. `POST /mock/fail/<service>`,
-//! `POST /mock/heal/<service>`, `POST /mock/latency?ms=N`,
+//! `POST /mock/heal/<service>` (`smtp` too: the hub transport greets
+//! `421` while failed), `POST /mock/latency?ms=N`,
 //! `GET /mock/state` (JSON), `GET /mock/directory` (the mailboxes:
 //! `{"mailboxes": [{"address", "guid", "display_name", "database"}]}`).
 //! Never delayed by the added latency. (`/mock/dag/*` is `dag::endpoints`.)
@@ -42,7 +43,13 @@ pub fn handle(shared: &Shared, method: &Method, path: &str, uri: &http::Uri) -> 
         return state(shared);
     }
     let (action, service) = rest.split_once('/').unwrap_or((rest, ""));
-    let Some(service) = health::service_named(service) else {
+    // `smtp` is the hub transport: failed, it greets 421.
+    let service = if service.eq_ignore_ascii_case("smtp") {
+        Some("smtp")
+    } else {
+        health::service_named(service)
+    };
+    let Some(service) = service else {
         return response::status(StatusCode::NOT_FOUND);
     };
     match action {

@@ -319,6 +319,8 @@ mod tests {
             cc: vec![],
             received: 0,
             is_read: false,
+            message_id: None,
+            headers: String::new(),
         };
         let html = inbox_html(&s, &mb, &[item]);
         assert!(html.contains("https://ex1.lab.local/owa/?ae=Item&amp;id="));

@@ -27,6 +27,7 @@ use crate::mock::http::router::handle;
 use crate::mock::http::rpc_stats::RpcStats;
 use crate::mock::pem;
 use crate::mock::shared::Shared;
+use crate::mock::transport::{parse_routes, HubOptions, HubServer};
 use crate::mock::MockArgs;
 
 /// How long a TLS handshake may take: 10 s.
@@ -40,6 +41,7 @@ pub struct MockServer {
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     addr: SocketAddr,
+    hub: Option<HubServer>,
 }
 
 impl std::fmt::Debug for MockServer {
@@ -88,6 +90,21 @@ impl MockServer {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         let databases = open_databases(&args, &fqdn, addr, tls.is_some()).await?;
+        let hub_tls = match (&args.shared_cert, &args.shared_key) {
+            (Some(cert), Some(key)) => Some(pem::tls_acceptor(cert, key)?),
+            _ => tls.clone(),
+        };
+        let hub_options = match args.smtp {
+            Some(listen) => Some(HubOptions {
+                listen,
+                routes: parse_routes(&args.smtp_routes)?,
+                transport_dir: args.transport_dir.clone(),
+                max_size: args.smtp_max_size,
+                peer_dead_after: Duration::from_secs(args.smtp_peer_dead_after),
+            }),
+            None => None,
+        };
+        let store = args.store.clone();
         let shared = Arc::new(Shared {
             name: args.name,
             fqdn,
@@ -98,18 +115,29 @@ impl MockServer {
             latency_ms: AtomicU64::new(args.latency_ms),
             rpc: RpcStats::default(),
             connections: AtomicU64::new(0),
+            hub: std::sync::OnceLock::new(),
         });
+        let hub = match hub_options {
+            Some(opts) => Some(HubServer::bind(Arc::clone(&shared), opts, &store, hub_tls).await?),
+            None => None,
+        };
         Ok(MockServer {
             listener,
             tls,
             shared,
             addr,
+            hub,
         })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The hub transport's SMTP address, when it runs one.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.hub.as_ref().map(HubServer::local_addr)
     }
 
     /// The server's name.
@@ -119,10 +147,16 @@ impl MockServer {
 
     /// Serves until `shutdown` completes, then gives open connections 2 s
     /// to finish and closes the rest. Dropping the future closes everything.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         if let Some(dag) = self.shared.databases.dag() {
             dag.start();
         }
+        // The hub stops with the process (its sessions are cut, as a
+        // server's are when it goes; nothing acknowledged is lost).
+        let hub = self
+            .hub
+            .take()
+            .map(|hub| tokio::spawn(hub.serve(std::future::pending())));
         let graceful = Arc::new(GracefulShutdown::new());
         let handler = Arc::new(Accepting {
             shared: Arc::clone(&self.shared),
@@ -141,6 +175,9 @@ impl MockServer {
         }
         let mut conns = conns;
         conns.shutdown().await;
+        if let Some(hub) = hub {
+            hub.abort();
+        }
         Ok(())
     }
 }

@@ -12,6 +12,9 @@ use super::StoreError;
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
+// An Op lives for one transaction (and its log line); boxing the item would
+// buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Op {
     /// A new item. `id` is filled in when the active copy applies it, so
     /// that replaying it makes the same row.
@@ -37,6 +40,12 @@ pub struct NewItem {
     /// Unix time, seconds.
     pub received: i64,
     pub is_read: bool,
+    /// See `NewMessage::message_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// See `NewMessage::headers`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub headers: String,
 }
 
 /// Applies `op`, filling in a new item's id; returns the item's id.
@@ -45,8 +54,9 @@ fn apply(conn: &Connection, op: &mut Op) -> rusqlite::Result<i64> {
         Op::Insert(item) => {
             conn.execute(
                 "INSERT INTO items (id, mailbox, folder, subject, body, body_type, from_address,
-                                    from_name, to_rcpt, cc_rcpt, received, is_read)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                    from_name, to_rcpt, cc_rcpt, received, is_read,
+                                    message_id, headers)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     item.id,
                     item.mailbox,
@@ -60,6 +70,8 @@ fn apply(conn: &Connection, op: &mut Op) -> rusqlite::Result<i64> {
                     item.cc.join("\n"),
                     item.received,
                     item.is_read,
+                    item.message_id,
+                    item.headers,
                 ],
             )?;
             let id = conn.last_insert_rowid();
@@ -154,6 +166,8 @@ mod tests {
             cc: vec![],
             received: 7,
             is_read: false,
+            message_id: None,
+            headers: String::new(),
         }
     }
 

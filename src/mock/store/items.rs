@@ -27,7 +27,7 @@ pub fn folder_counts(
 }
 
 const ITEM_COLUMNS: &str = "id, mailbox, folder, subject, body, body_type, from_address, \
-                            from_name, to_rcpt, cc_rcpt, received, is_read";
+                            from_name, to_rcpt, cc_rcpt, received, is_read, message_id, headers";
 
 fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     let split = |s: String| -> Vec<String> {
@@ -49,6 +49,8 @@ fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
         cc: split(r.get(9)?),
         received: r.get(10)?,
         is_read: r.get::<_, i64>(11)? != 0,
+        message_id: r.get(12)?,
+        headers: r.get(13)?,
     })
 }
 
@@ -115,22 +117,44 @@ fn new_item(
         cc: msg.cc.clone(),
         received,
         is_read,
+        message_id: msg.message_id.clone(),
+        headers: msg.headers.clone(),
     }
 }
 
 /// Delivers `msg` into the inbox of each of `recipients` (mailbox
 /// addresses of this database), unread, received at `received` (Unix
-/// seconds).
+/// seconds). A message with a `Message-ID` already in a recipient's inbox
+/// is not delivered to that recipient again (a hub's retry, or a client's
+/// resend of a message cut before its `250`); returns how many copies were
+/// written.
 pub fn deliver(
     batch: &mut Batch<'_>,
     msg: &NewMessage,
     recipients: &[String],
     received: i64,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
+    let mut written = 0;
     for mailbox in recipients {
+        if let Some(id) = &msg.message_id {
+            if holds_message_id(batch.conn(), mailbox, id)? {
+                continue;
+            }
+        }
         batch.apply(Op::Insert(new_item(msg, mailbox, "inbox", received, false)))?;
+        written += 1;
     }
-    Ok(())
+    Ok(written)
+}
+
+/// Whether `mailbox`'s inbox holds an item with `Message-ID` `id`.
+fn holds_message_id(conn: &Connection, mailbox: &str, id: &str) -> Result<bool, StoreError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM items WHERE mailbox = ?1 AND message_id = ?2 AND folder = 'inbox'",
+        params![mailbox, id],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
 }
 
 /// Saves `msg` in `folder` of the sender's mailbox, read (a sent copy or a
@@ -172,6 +196,8 @@ pub fn welcome(batch: &mut Batch<'_>, database: &str, now: i64) -> Result<(), St
             cc: vec![],
             received: now - 3600,
             is_read: false,
+            message_id: None,
+            headers: String::new(),
         }))?;
     }
     Ok(())
@@ -196,6 +222,8 @@ mod tests {
             subject: "Hi".into(),
             body: "<b>x</b>".into(),
             body_type: BodyType::Html,
+            message_id: None,
+            headers: String::new(),
         };
         let saved = batch::write(
             &mut conn,

@@ -354,6 +354,8 @@ mod tests {
                             subject: format!("t{n}-{i}"),
                             body: String::new(),
                             body_type: BodyType::Text,
+                            message_id: None,
+                            headers: String::new(),
                         };
                         batch::write(
                             &mut conn,

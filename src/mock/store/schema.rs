@@ -66,9 +66,15 @@ pub(super) fn create(conn: &mut Connection, database: &str) -> rusqlite::Result<
              cc_rcpt TEXT NOT NULL,
              received INTEGER NOT NULL,
              is_read INTEGER NOT NULL DEFAULT 0,
+             message_id TEXT,
+             headers TEXT NOT NULL DEFAULT '',
              FOREIGN KEY (mailbox, folder) REFERENCES folders(mailbox, name)
          );
          CREATE INDEX IF NOT EXISTS items_by_folder ON items(mailbox, folder, received);",
+    )?;
+    add_message_columns(&tx)?;
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS items_by_message_id ON items(mailbox, message_id)",
     )?;
     tx.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -91,6 +97,23 @@ pub(super) fn create(conn: &mut Connection, database: &str) -> rusqlite::Result<
         }
     }
     tx.commit()
+}
+
+/// Adds `message_id` and `headers` to an `items` table made before they
+/// existed (mail received by SMTP keeps them; the columns are nullable or
+/// defaulted, so older rows stay as they were).
+fn add_message_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('items')")?;
+    let columns = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if !columns.iter().any(|c| c == "message_id") {
+        conn.execute_batch("ALTER TABLE items ADD COLUMN message_id TEXT")?;
+    }
+    if !columns.iter().any(|c| c == "headers") {
+        conn.execute_batch("ALTER TABLE items ADD COLUMN headers TEXT NOT NULL DEFAULT ''")?;
+    }
+    Ok(())
 }
 
 /// A `meta` value.

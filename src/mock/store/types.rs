@@ -55,6 +55,12 @@ pub struct Item {
     /// Unix time, seconds.
     pub received: i64,
     pub is_read: bool,
+    /// The message's `Message-ID` (with its angle brackets), when it came
+    /// with one (mail received by SMTP).
+    pub message_id: Option<String>,
+    /// The message's header block as received (CRLF line ends), empty for
+    /// mail that never travelled by SMTP.
+    pub headers: String,
 }
 
 /// A message to send or save.
@@ -68,6 +74,14 @@ pub struct NewMessage {
     pub subject: String,
     pub body: String,
     pub body_type: BodyType,
+    /// `Message-ID` (with its angle brackets): a mailbox never holds two
+    /// inbox items with the same one (delivery deduplicates). Default none.
+    #[serde(default)]
+    pub message_id: Option<String>,
+    /// The header block as received by SMTP (`Received:` lines first);
+    /// default empty.
+    #[serde(default)]
+    pub headers: String,
 }
 
 /// A folder's counts.

@@ -1,7 +1,10 @@
 //! EWS `CreateItem` (messages: `SendOnly`, `SaveOnly`, `SendAndSaveCopy`).
 //!
-//! Every recipient must be a mailbox of the directory
-//! (`ErrorInvalidRecipients` otherwise, and nothing is delivered).
+//! Every recipient of the lab's domain must be a mailbox of the directory
+//! (`ErrorInvalidRecipients` otherwise, and nothing is delivered);
+//! recipients of other domains are handed to this server's hub transport
+//! by SMTP (`transport::submit`), which queues them for its send connector
+//! (`ErrorInvalidRecipients` when the server runs no hub).
 //! Recipients in other databases are delivered first (into their
 //! database's active copy, here or on another server; a database with no
 //! mounted copy gives `ErrorMailboxStoreUnavailable` for that message);
@@ -20,6 +23,7 @@ use crate::mock::http::ews::soap::{self, Code};
 use crate::mock::http::ids;
 use crate::mock::shared::Shared;
 use crate::mock::store::{self, BodyType, NewMessage, StoreError};
+use crate::mock::transport;
 use crate::mock::users::Mailbox;
 
 const OP: &str = "CreateItem";
@@ -55,6 +59,8 @@ fn new_message(me: &Mailbox, el: &Element) -> NewMessage {
         subject: el.child_text("Subject").unwrap_or_default().to_string(),
         body: body.map(|b| b.text.clone()).unwrap_or_default(),
         body_type: BodyType::from_ews(body.and_then(|b| b.attr("BodyType")).unwrap_or("Text")),
+        message_id: None,
+        headers: String::new(),
     }
 }
 
@@ -181,13 +187,32 @@ async fn send(
     copy: Option<&'static str>,
     now: i64,
 ) -> Result<Result<u64, Code>, StoreError> {
-    let mut by_db = match resolve_recipients(msg) {
-        Ok(map) => map,
-        Err(bad) => {
-            tracing::info!(from = %msg.from.address, ?bad, "EWS send refused");
-            return Ok(Err(Code::ErrorInvalidRecipients));
+    // Recipients of other domains go out through this server's hub
+    // transport (the send connector), when it runs one.
+    let (external, internal) = transport::submit::split(msg);
+    let mut by_db = if internal.to.is_empty() && internal.cc.is_empty() && internal.bcc.is_empty() {
+        BTreeMap::new()
+    } else {
+        match resolve_recipients(&internal) {
+            Ok(map) => map,
+            Err(bad) => {
+                tracing::info!(from = %msg.from.address, ?bad, "EWS send refused");
+                return Ok(Err(Code::ErrorInvalidRecipients));
+            }
         }
     };
+    if !external.is_empty() {
+        let Some(hub) = shared.hub.get().copied() else {
+            tracing::info!(from = %msg.from.address, ?external,
+                "EWS send refused: no hub transport for other domains");
+            return Ok(Err(Code::ErrorInvalidRecipients));
+        };
+        if let Err(why) = transport::submit::submit(hub, &shared.fqdn, msg, &external, now).await {
+            tracing::warn!(from = %msg.from.address, ?external, reason = %why,
+                "the hub transport did not take the message");
+            return Ok(Err(Code::ErrorMailboxStoreUnavailable));
+        }
+    }
     let own_key = by_db
         .keys()
         .find(|k| k.eq_ignore_ascii_case(db.database()))

@@ -294,6 +294,8 @@ mod tests {
             cc: vec![],
             received: 0,
             is_read: false,
+            message_id: None,
+            headers: String::new(),
         }
     }
 

@@ -231,11 +231,17 @@ pub fn message(item: &Item, shape: Shape, name_of: &dyn Fn(&str) -> String) -> S
     };
     let _ = write!(
         out,
-        "<t:DateTimeReceived>{when}</t:DateTimeReceived><t:Size>{}</t:Size>\
-         <t:DateTimeSent>{when}</t:DateTimeSent><t:DateTimeCreated>{when}</t:DateTimeCreated>\
+        "<t:DateTimeReceived>{when}</t:DateTimeReceived><t:Size>{}</t:Size>",
+        item.subject.len() + item.body.len() + 512,
+    );
+    if shape == Shape::Full && !item.headers.is_empty() {
+        out.push_str(&internet_headers(&item.headers));
+    }
+    let _ = write!(
+        out,
+        "<t:DateTimeSent>{when}</t:DateTimeSent><t:DateTimeCreated>{when}</t:DateTimeCreated>\
          <t:DisplayCc>{}</t:DisplayCc><t:DisplayTo>{}</t:DisplayTo>\
          <t:HasAttachments>false</t:HasAttachments>",
-        item.subject.len() + item.body.len() + 512,
         escape(&display(&item.cc)),
         escape(&display(&item.to)),
     );
@@ -252,11 +258,42 @@ pub fn message(item: &Item, shape: Shape, name_of: &dyn Fn(&str) -> String) -> S
             }
         }
     }
-    let _ = write!(
-        out,
-        "<t:From>{from}</t:From><t:IsRead>{}</t:IsRead></t:Message>",
-        item.is_read
-    );
+    let _ = write!(out, "<t:From>{from}</t:From>");
+    if let Some(id) = &item.message_id {
+        let _ = write!(
+            out,
+            "<t:InternetMessageId>{}</t:InternetMessageId>",
+            escape(id)
+        );
+    }
+    let _ = write!(out, "<t:IsRead>{}</t:IsRead></t:Message>", item.is_read);
+    out
+}
+
+/// `<t:InternetMessageHeaders>`: one `<t:InternetMessageHeader>` per field
+/// of a header block as received (folded lines unfolded), in order.
+fn internet_headers(block: &str) -> String {
+    let mut out = String::from("<t:InternetMessageHeaders>");
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in block.split('\n').map(|l| l.trim_end_matches('\r')) {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = fields.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    for (name, value) in fields {
+        let _ = write!(
+            out,
+            "<t:InternetMessageHeader HeaderName=\"{}\">{}</t:InternetMessageHeader>",
+            escape(&name),
+            escape(&value)
+        );
+    }
+    out.push_str("</t:InternetMessageHeaders>");
     out
 }
 
@@ -280,6 +317,8 @@ mod tests {
             cc: vec![],
             received: 0,
             is_read: false,
+            message_id: None,
+            headers: String::new(),
         }
     }
 
