@@ -247,6 +247,34 @@ async fn a_drain_holds_on_every_instance_and_on_new_ones() {
         .load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(before, after, "the drained EX1 got requests through d");
 
+    wait_until("d registered", Duration::from_secs(30), || async {
+        cluster_view(&d).await["instances"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 4
+    })
+    .await;
+    // `casarray status` on d shows the cluster and the four instances.
+    let admin = d.addrs.admin.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["status", "--admin", &admin])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(": connected (revision "), "{stdout}");
+    assert!(stdout.contains("d (this one)"), "{stdout}");
+    for name in ["a", "b", "c"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(name)),
+            "{name} missing: {stdout}"
+        );
+    }
+
     // Activate through B: every instance, A and D included, follows.
     let (status, answer) = admin_post(&b, "EX1", "activate").await;
     assert_eq!(status, 200, "{answer}");
