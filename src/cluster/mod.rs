@@ -1,13 +1,14 @@
-//! Several instances of one array, one state: `[cluster]` keeps what the
-//! admin API changes (drain state, the database directory) and the TLS
-//! session ticket keys in etcd, so that every instance acts alike.
+//! Several instances of one array, one state: `[cluster]` keeps the drain
+//! state the admin API changes and the TLS session ticket keys in etcd, so
+//! that every instance acts alike. (The database directory is not shared
+//! yet: each instance reads it from its config file and learns the DAG's
+//! active copies itself.)
 //!
 //! - `client`: the etcd connection from `[cluster]`, bounded calls, errors;
 //! - `view`: the keys under the prefix, parsed ([`ClusterView`]);
 //! - `sync`: load everything, then follow a watch; on any failure load
 //!   again (the connected flag, metric and log say when it is lost);
 //! - `members`: drain and activate, written to etcd;
-//! - `directory`: `rpc_client_access_server` edits, written to etcd;
 //! - `registry`: this instance under a lease (the instances seen);
 //! - `tickets`: the shared ticket keys, their rotation, the rustls ticketer.
 //!
@@ -15,7 +16,6 @@
 //! drains, as before.
 
 mod client;
-mod directory;
 mod members;
 mod registry;
 mod sync;
@@ -228,15 +228,6 @@ impl Cluster {
     /// take it (nothing changed anywhere).
     pub async fn set_drained(&self, member: &str, drained: bool) -> Result<bool, ClusterError> {
         members::set_drained(&self.shared, member, drained).await
-    }
-
-    /// Sets database `name`'s RpcClientAccessServer in etcd.
-    pub async fn set_rpc_client_access_server(
-        &self,
-        name: &str,
-        fqdn: &str,
-    ) -> Result<bool, ClusterError> {
-        directory::set_rpc(&self.shared, name, fqdn).await
     }
 }
 

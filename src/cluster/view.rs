@@ -7,9 +7,6 @@
 //!   [`DrainRecord`]);
 //! - `/instances/<instance>`: a running instance, under its lease (JSON
 //!   [`InstanceRecord`]);
-//! - `/databases/<database, lower case>`: a database's
-//!   RpcClientAccessServer set through the admin API (JSON
-//!   [`DatabaseRecord`]);
 //! - `/tickets`: the TLS session ticket keys (`super::tickets`); never
 //!   logged.
 //!
@@ -51,13 +48,6 @@ pub struct InstanceRecord {
     pub version: String,
 }
 
-/// `/databases/<database>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DatabaseRecord {
-    pub name: String,
-    pub rpc_client_access_server: String,
-}
-
 /// Everything under the prefix, parsed.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterView {
@@ -67,8 +57,6 @@ pub struct ClusterView {
     pub drained: BTreeMap<String, DrainRecord>,
     /// Running instances by name.
     pub instances: BTreeMap<String, InstanceRecord>,
-    /// Databases by lower-case name.
-    pub databases: BTreeMap<String, DatabaseRecord>,
     /// The ticket keys and the revision of their key (for rotation's
     /// compare-and-swap).
     pub tickets: Option<(TicketKeys, i64)>,
@@ -81,10 +69,6 @@ pub fn drain_key(prefix: &str, member: &str) -> String {
 
 pub fn instance_key(prefix: &str, instance: &str) -> String {
     format!("{prefix}/instances/{instance}")
-}
-
-pub fn database_key(prefix: &str, database: &str) -> String {
-    format!("{prefix}/databases/{}", database.to_ascii_lowercase())
 }
 
 pub fn tickets_key(prefix: &str) -> String {
@@ -116,7 +100,6 @@ impl ClusterView {
         match kind {
             "drain" => put_or_delete(&mut self.drained, name, value, rest),
             "instances" => put_or_delete(&mut self.instances, name, value, rest),
-            "databases" => put_or_delete(&mut self.databases, name, value, rest),
             "tickets" => {
                 self.tickets = match value.map(serde_json::from_slice::<TicketKeys>) {
                     None => None,

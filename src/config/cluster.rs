@@ -1,5 +1,5 @@
 //! `[cluster]`: several instances of one array sharing their state (drain
-//! state, the database directory, TLS session ticket keys) through etcd.
+//! state, TLS session ticket keys) through etcd.
 //! The model and its validation; the cluster itself is `crate::cluster`.
 
 use std::path::PathBuf;
