@@ -1,7 +1,8 @@
 //! Drain and activate through etcd: `<prefix>/drain/<member>` exists while
-//! the member is drained. The key is written (or deleted) first; this
-//! instance's view takes the change as soon as etcd acknowledged it, the
-//! others through their watch.
+//! the member is drained. The key is written (or deleted); every instance,
+//! this one included, takes the change through its watch, so all apply
+//! changes in etcd's order. The call returns once this instance's view has
+//! it (or after the request timeout, the change being in etcd anyway).
 
 use super::client::{bounded, ClusterError};
 use super::view::{drain_key, DrainRecord};
@@ -28,18 +29,25 @@ pub async fn set_drained(
             at_unix_ms: now_unix_ms(),
         };
         let value = serde_json::to_vec(&record).unwrap_or_default();
-        let resp = bounded(limit, client.put(key.clone(), value.clone(), None)).await?;
-        let revision = resp.header().map_or(0, |h| h.revision());
-        shared.edit(|v| {
-            v.apply(&shared.cfg.prefix, key.as_bytes(), Some(&value), revision);
-        });
+        let resp = bounded(limit, client.put(key, value, None)).await?;
+        seen(shared, resp.header().map_or(0, |h| h.revision())).await;
         Ok(!was)
     } else {
-        let resp = bounded(limit, client.delete(key.clone(), None)).await?;
-        let revision = resp.header().map_or(0, |h| h.revision());
-        shared.edit(|v| {
-            v.apply(&shared.cfg.prefix, key.as_bytes(), None, revision);
-        });
+        let resp = bounded(limit, client.delete(key, None)).await?;
+        seen(shared, resp.header().map_or(0, |h| h.revision())).await;
         Ok(resp.deleted() > 0)
+    }
+}
+
+/// Waits for the watch to bring `revision`; logs when it does not in time.
+async fn seen(shared: &Shared, revision: i64) {
+    if !shared
+        .wait_revision(revision, shared.cfg.request_timeout)
+        .await
+    {
+        tracing::warn!(
+            revision,
+            "cluster: change made in etcd but not seen through the watch yet"
+        );
     }
 }

@@ -273,8 +273,25 @@ impl Shared {
         self.changed.send_modify(|n| *n += 1);
     }
 
-    /// Changes the view with `edit` (a write of ours that etcd took; the
-    /// watch brings the same change again, harmlessly).
+    /// Waits until the watch has brought the view to `revision` (a write
+    /// of ours etcd acknowledged at it), at most `limit`: the view then
+    /// holds it, in etcd's order with every other instance's changes.
+    /// Returns whether it got there.
+    async fn wait_revision(&self, revision: i64, limit: Duration) -> bool {
+        let mut rx = self.changed.subscribe();
+        tokio::time::timeout(limit, async {
+            while self.view.load().revision < revision {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+            && self.view.load().revision >= revision
+    }
+
+    /// Changes the view with `edit` (the watch's events, in order).
     fn edit(&self, edit: impl FnOnce(&mut ClusterView)) {
         let mut view = (*self.view.load_full()).clone();
         edit(&mut view);

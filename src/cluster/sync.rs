@@ -13,9 +13,9 @@ use super::client::{self, bounded, ClusterError};
 use super::{ClusterView, Shared};
 use crate::errors::error_chain;
 
-/// First wait before trying again: 250 ms, doubled up to 2 s.
-const BACKOFF_FIRST: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// First wait before trying again: 100 ms, doubled up to 1 s.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Runs until the cluster is dropped.
 pub async fn run(shared: Arc<Shared>, opts: ConnectOptions) {

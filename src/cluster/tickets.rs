@@ -255,16 +255,16 @@ pub(super) async fn rotate_once(shared: &Shared) -> Result<bool, ClusterError> {
     let value = serde_json::to_vec(&next).map_err(|_| KeyGenError)?;
     let txn = Txn::new()
         .when([compare])
-        .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
+        .and_then([TxnOp::put(key, value, None)]);
     let mut client = shared.client()?;
     let resp = bounded(shared.cfg.request_timeout, client.txn(txn)).await?;
     if !resp.succeeded() {
         return Ok(false);
     }
     let revision = resp.header().map_or(0, |h| h.revision());
-    shared.edit(|v| {
-        v.apply(&shared.cfg.prefix, key.as_bytes(), Some(&value), revision);
-    });
+    shared
+        .wait_revision(revision, shared.cfg.request_timeout)
+        .await;
     tracing::info!(
         current = format_args!("{:08x}", next.current.id),
         "cluster: TLS session ticket keys {}",
