@@ -508,3 +508,33 @@ async fn without_etcd_instances_serve_and_refuse_changes_then_resync() {
         "the old drain is still there"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_starts_without_etcd_after_its_sync_timeout_and_says_so() {
+    // No etcd needed: an endpoint where nothing listens.
+    let setup = Setup::new().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = closed.local_addr().unwrap();
+    drop(closed);
+    let body = format!(
+        "etcd = [\"http://{endpoint}\"]\nsync_timeout = \"1s\"\nrequest_timeout = \"1s\"\n"
+    );
+    let started = Instant::now();
+    let a = setup.instance("a", Some(&body));
+    println!("started without etcd after {:?}", started.elapsed());
+    assert!(
+        setup.log("a").contains("not synced with etcd within 1s"),
+        "{}",
+        setup.log("a")
+    );
+    assert!(!connected(&a).await);
+    assert_eq!(
+        metric(a.addrs.admin, "casarray_cluster_connected", &[]).await,
+        0.0
+    );
+    let client = Client::h1(a.addrs.https, &setup.certs.ca_pem);
+    assert_eq!(client.get("/owa/").await.unwrap().status(), 200);
+    let (status, answer) = admin_post(&a, "EX1", "drain").await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(state(&a, "EX1").await, "active");
+}
