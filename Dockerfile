@@ -30,6 +30,11 @@ WORKDIR /src
 # Only what the build reads: the manifest, the lock file and the sources
 # (benches/ because Cargo.toml declares a bench target). .dockerignore
 # keeps everything else, keys included, out of the context.
+# protoc: the etcd client crate compiles etcd's API (.proto) at build time.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches

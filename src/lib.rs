@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod api;
 mod atomic_file;
+pub mod cluster;
 pub mod config;
 pub mod dag;
 pub mod directory;

@@ -17,6 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::admin::{self, AdminListener};
+use crate::cluster::Cluster;
 use crate::config::{self, Config};
 use crate::dag::poll::DagPoller;
 use crate::dag::Dag;
@@ -92,6 +93,9 @@ struct Running {
     /// Learns the members' DAG; one per config, like the health checks.
     dag_poller: DagPoller,
     admin: Arc<admin::Admin>,
+    /// With `[cluster]`: this instance's membership, and the task that
+    /// applies the cluster's drains to the members.
+    cluster: Option<(Arc<Cluster>, tokio::task::JoinHandle<()>)>,
 }
 
 /// Serves `cfg` until SIGTERM or SIGINT.
@@ -129,14 +133,25 @@ impl Server {
 pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     // Before anything listens: an exposed admin listener without a token, a
     // bad token file or a corrupt admin state file stop the start here.
-    let admin_state = Arc::new(admin::Admin::open(&cfg)?);
+    let admin_state = admin::Admin::open(&cfg)?;
     let metrics = Metrics::new().context("cannot register metrics")?;
+    // With [cluster]: the cluster's view (drains, ticket keys) before
+    // anything serves, bounded by its sync_timeout.
+    let cluster = match cfg.cluster {
+        Some(_) => {
+            let c = Arc::new(Cluster::start(&cfg, &metrics)?);
+            c.wait_synced().await;
+            Some(c)
+        }
+        None => None,
+    };
+    let admin_state = Arc::new(admin_state.with_cluster(cluster.clone()));
     let certs = CertStore::load(&cfg.tls)?;
     for name in uncovered_names(&cfg, &certs) {
         tracing::warn!("no served certificate carries the public name {name}: clients using it get a certificate error");
     }
     export_cert_expiry(&certs, &metrics);
-    let tls_config = tls::server_config(Arc::clone(&certs), &cfg.tls);
+    let tls_config = tls::server_config(Arc::clone(&certs), &cfg.tls, shared_tickets(&cluster));
     let cfg = Arc::new(cfg);
     let registry = Registry::new();
     let snap = Snapshot::build(Arc::clone(&cfg), &registry, &metrics, None)?;
@@ -195,6 +210,17 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         },
     };
     listeners.start();
+    if let Some(c) = &cluster {
+        c.register(bound.https, bound.admin);
+    }
+    let cluster = cluster.map(|c| {
+        let task = tokio::spawn(follow_cluster(
+            Arc::clone(&c),
+            Arc::clone(&admin_state),
+            Arc::clone(&live),
+        ));
+        (c, task)
+    });
     tracing::info!(https = %bound.https, admin = %bound.admin, array = %cfg.array.fqdn, "serving");
 
     let running = Running {
@@ -206,6 +232,7 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         health,
         dag_poller,
         admin: admin_state,
+        cluster,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     // Signal handlers and the file watch exist before `start` returns: a
@@ -276,6 +303,10 @@ async fn supervise(
         }
     }
     drop(watcher);
+    if let Some((cluster, task)) = &running.cluster {
+        task.abort();
+        cluster.leave().await;
+    }
 
     // Stop accepting, then let connections finish within the drain timeout.
     // The accept loops have ended, so the HTTPS listener's share of
@@ -362,15 +393,20 @@ impl Running {
         if new.listen != self.cfg.listen {
             tracing::warn!("listen addresses changed: they take effect on restart only");
         }
+        if new.cluster != self.cfg.cluster {
+            tracing::warn!("[cluster] changed: it takes effect on restart only");
+        }
         if new.runtime != self.cfg.runtime {
             tracing::warn!("[runtime] changed: it takes effect on restart only");
         }
         self.certs.reload(&new.tls)?;
         export_cert_expiry(&self.certs, &self.live.metrics);
         if new.tls.session_resumption != self.cfg.tls.session_resumption {
-            self.live
-                .tls
-                .store(tls::server_config(Arc::clone(&self.certs), &new.tls));
+            self.live.tls.store(tls::server_config(
+                Arc::clone(&self.certs),
+                &new.tls,
+                shared_tickets(&self.cluster.as_ref().map(|(c, _)| Arc::clone(c))),
+            ));
         }
         let new = Arc::new(new);
         let old = self.live.snapshot.load();
@@ -396,6 +432,27 @@ impl Running {
         self.dag_poller = dag_poller;
         self.cfg = new;
         Ok(())
+    }
+}
+
+/// The cluster's ticketer for the TLS config, with `[cluster]`.
+fn shared_tickets(
+    cluster: &Option<Arc<Cluster>>,
+) -> Option<Arc<dyn rustls::server::ProducesTickets>> {
+    cluster
+        .as_ref()
+        .map(|c| c.ticketer() as Arc<dyn rustls::server::ProducesTickets>)
+}
+
+/// Applies the cluster's drain state to the current snapshot's members
+/// whenever the cluster's view changes.
+async fn follow_cluster(cluster: Arc<Cluster>, admin: Arc<admin::Admin>, live: Arc<Live>) {
+    let mut changes = cluster.subscribe();
+    loop {
+        admin.apply(&live.snapshot.load().upstreams);
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use http::HeaderMap;
 use super::error::AdminError;
 use super::state::{self, AdminState, StateError};
 use super::token::Token;
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::upstream::Upstreams;
 
@@ -30,6 +31,21 @@ pub struct Admin {
     /// Held across read-modify-write of the state file, so concurrent
     /// admin calls never lose each other's edits.
     edit: tokio::sync::Mutex<()>,
+    /// With `[cluster]`: the drain state is the cluster's (in etcd), not
+    /// the state file's.
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// A drain or activate that did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    /// The state file could not be written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// etcd did not take the change (unreachable, no leader): nothing
+    /// changed on any instance.
+    #[error("the cluster's state (etcd) cannot be changed now; nothing was changed")]
+    Cluster(#[source] ClusterError),
 }
 
 /// What a drain or activate call did.
@@ -54,7 +70,19 @@ impl Admin {
             state_file: cfg.admin.state_file.clone(),
             state: Mutex::new(state),
             edit: tokio::sync::Mutex::new(()),
+            cluster: None,
         })
+    }
+
+    /// Keeps the drain state in `cluster` (etcd) instead of the state file.
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The cluster this instance belongs to, with `[cluster]`.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Sets the drain flag of every member of `upstreams` from the
@@ -92,8 +120,11 @@ impl Admin {
             .is_some_and(|t| t.verify(headers))
     }
 
-    /// The persisted state now.
+    /// The persisted state now (the cluster's, with `[cluster]`).
     pub fn current(&self) -> AdminState {
+        if let Some(cluster) = &self.cluster {
+            return AdminState::from_drained(cluster.view().drained_names());
+        }
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -108,8 +139,22 @@ impl Admin {
         upstreams: &Upstreams,
         name: &str,
         drained: bool,
-    ) -> Result<DrainChange, StateError> {
+    ) -> Result<DrainChange, DrainError> {
         let _edit = self.edit.lock().await;
+        if let Some(cluster) = &self.cluster {
+            let changed = cluster
+                .set_drained(name, drained)
+                .await
+                .map_err(DrainError::Cluster)?;
+            if let Some(m) = upstreams.find(name) {
+                upstreams.members()[m].state.set_draining(drained);
+            }
+            return Ok(if changed {
+                DrainChange::Changed
+            } else {
+                DrainChange::Unchanged
+            });
+        }
         let change = match self.current().with_drained(name, drained) {
             None => DrainChange::Unchanged,
             Some(next) => {
@@ -277,7 +322,10 @@ mod tests {
             .set_drained(&upstreams, "EX1", true)
             .await
             .unwrap_err();
-        assert!(matches!(e, StateError::Write { .. }), "{e}");
+        assert!(
+            matches!(e, DrainError::State(StateError::Write { .. })),
+            "{e}"
+        );
         assert!(!upstreams.members()[0].state.is_draining());
         assert!(!admin.current().is_drained("EX1"));
     }

@@ -28,7 +28,7 @@ pub mod status;
 mod token;
 mod views;
 
-pub use context::{Admin, DrainChange};
+pub use context::{Admin, DrainChange, DrainError};
 pub use error::AdminError;
 pub use server::AdminListener;
 pub use state::{AdminState, StateError};

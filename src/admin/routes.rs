@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 
-use super::context::{Admin, DrainChange};
+use super::context::{Admin, DrainChange, DrainError};
 use super::dag_calls::{self, Change};
 use super::page::{Asset, Sampler};
 use super::put_database;
@@ -150,7 +150,11 @@ where
         Endpoint::Series => reply::json(&sampler.series()),
         Endpoint::Overview => reply::json(&sampler.overview(&snap)),
         Endpoint::Metrics => reply::metrics(metrics.render_with(|g| snap.upstreams.export(g))),
-        Endpoint::Array => reply::json(&views::array(&snap)),
+        Endpoint::Array => {
+            let mut view = views::array(&snap);
+            view.cluster = admin.cluster().map(|c| c.status());
+            reply::json(&view)
+        }
         Endpoint::Members => reply::json(&views::members(&snap)),
         Endpoint::Member(name) => match snap.upstreams.find(name) {
             Some(m) => member_reply(&snap, m),
@@ -168,8 +172,13 @@ where
                     member_reply(&snap, m)
                 }
                 Err(e) => {
-                    tracing::error!(%peer, %member, "admin: drain state not changed: {e}");
-                    reply::error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                    let text = crate::errors::error_chain(&e);
+                    tracing::error!(%peer, %member, "admin: drain state not changed: {text}");
+                    let status = match e {
+                        DrainError::Cluster(_) => StatusCode::SERVICE_UNAVAILABLE,
+                        DrainError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    };
+                    reply::error(status, text)
                 }
             }
         }

@@ -100,6 +100,16 @@ impl AdminState {
         }
     }
 
+    /// The state with members `drained` drained (the cluster's view).
+    pub fn from_drained(drained: Vec<String>) -> Self {
+        let mut state = AdminState {
+            version: VERSION,
+            drained,
+        };
+        state.normalize();
+        state
+    }
+
     /// Whether member `name` is drained (case-insensitive).
     pub fn is_drained(&self, name: &str) -> bool {
         self.drained.iter().any(|d| d.eq_ignore_ascii_case(name))

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::api::client::AdminClient;
-use crate::api::{ArrayView, DatabaseView, MemberState, MemberView};
+use crate::api::{ArrayView, ClusterStatusView, DatabaseView, MemberState, MemberView};
 
 /// `casarray status`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -53,7 +53,53 @@ pub async fn status_text(admin: &str, limit: Duration) -> anyhow::Result<String>
     let databases: Vec<DatabaseView> = client.get("/api/databases").await?;
     let mut text = render(&array, &members, unix_ms());
     text.push_str(&render_databases(&databases));
+    if let Some(cluster) = &array.cluster {
+        text.push_str(&render_cluster(cluster, unix_ms()));
+    }
     Ok(text)
+}
+
+/// With `[cluster]`: etcd, whether this instance follows it, and the
+/// instances registered.
+fn render_cluster(c: &ClusterStatusView, now_ms: i64) -> String {
+    let mut out = format!(
+        "\nCluster {} on etcd {}: {}\n",
+        c.prefix,
+        c.endpoints.join(", "),
+        if c.connected {
+            format!("connected (revision {})", c.revision)
+        } else {
+            "NOT CONNECTED: serving with the last known state, admin changes refused".to_owned()
+        }
+    );
+    let rows: Vec<Vec<String>> = c
+        .instances
+        .iter()
+        .map(|i| {
+            let mut name = i.instance.clone();
+            if i.instance == c.instance {
+                name.push_str(" (this one)");
+            }
+            let started =
+                now_ms.saturating_sub(i64::try_from(i.started_unix_ms).unwrap_or(i64::MAX));
+            vec![
+                name,
+                i.https.clone(),
+                i.admin.clone(),
+                format!("{} ago", age(started)),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("no instance registered\n");
+    } else {
+        out.push_str(&table(
+            &["Instance", "HTTPS", "Admin", "Started"],
+            &rows,
+            &[],
+        ));
+    }
+    out
 }
 
 /// The database map, when the members run a DAG: each database, the member
@@ -328,6 +374,26 @@ DB02      NONE MOUNTED          2  EX2 ServiceDown
 "
         );
         assert_eq!(render_databases(&dbs[2..]), "");
+    }
+
+    #[test]
+    fn shows_the_cluster() {
+        let c: ClusterStatusView = serde_json::from_str(
+            r#"{"endpoints":["http://10.0.0.5:2379"],"prefix":"/casarray/mail.lab.com",
+                "instance":"a","connected":true,"revision":42,
+                "instances":[{"instance":"a","https":"10.0.0.1:443","admin":"127.0.0.1:9090","started_unix_ms":1000},
+                             {"instance":"b","https":"10.0.0.2:443","admin":"127.0.0.1:9090","started_unix_ms":1000}]}"#,
+        )
+        .unwrap();
+        let text = render_cluster(&c, 61_000);
+        assert!(text.contains("Cluster /casarray/mail.lab.com on etcd http://10.0.0.5:2379: connected (revision 42)"), "{text}");
+        assert!(text.contains("a (this one)"), "{text}");
+        assert!(text.contains("10.0.0.2:443"), "{text}");
+        let lost = ClusterStatusView {
+            connected: false,
+            ..c
+        };
+        assert!(render_cluster(&lost, 61_000).contains("NOT CONNECTED"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub fn array(snap: &Snapshot) -> ArrayView {
             .iter()
             .map(|s| s.name.clone())
             .collect(),
+        cluster: None,
     }
 }
 

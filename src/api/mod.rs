@@ -30,6 +30,44 @@ pub struct ArrayView {
     /// Service names, in config order.
     #[serde(default)]
     pub services: Vec<String>,
+    /// With `[cluster]`: the shared state's etcd and the instances seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatusView>,
+}
+
+/// `GET /api/array`'s `cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatusView {
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub prefix: String,
+    /// This instance's name.
+    #[serde(default)]
+    pub instance: String,
+    /// Whether this instance follows etcd now.
+    #[serde(default)]
+    pub connected: bool,
+    /// The etcd revision of this instance's view.
+    #[serde(default)]
+    pub revision: i64,
+    /// The instances registered, by name.
+    #[serde(default)]
+    pub instances: Vec<ClusterInstanceView>,
+}
+
+/// One registered instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInstanceView {
+    pub instance: String,
+    #[serde(default)]
+    pub admin: String,
+    #[serde(default)]
+    pub https: String,
+    #[serde(default)]
+    pub started_unix_ms: u64,
+    #[serde(default)]
+    pub version: String,
 }
 
 fn default_port() -> u16 {

@@ -12,6 +12,7 @@
 
 mod ca;
 mod cidr;
+mod cluster;
 mod duration;
 mod error;
 mod model;
@@ -24,6 +25,7 @@ mod values;
 use std::path::Path;
 
 pub use cidr::Cidr;
+pub use cluster::ClusterConfig;
 pub use duration::{format_duration, parse_duration};
 pub use error::ConfigError;
 pub use model::*;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use rustls_pki_types::CertificateDer;
 
 use super::cidr::Cidr;
+use super::cluster::ClusterConfig;
 
 /// The ids of the Exchange shields' rules, in the order they are checked:
 /// what `[security] disabled_rules` may name (README "Security"). The
@@ -59,6 +60,9 @@ pub struct Config {
     /// `[security]`: the Exchange shields, failed-logon lockout and
     /// response hardening.
     pub security: SecurityConfig,
+    /// `[cluster]`: state shared with the other instances through etcd;
+    /// `None`: this instance keeps it in its own state file.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[array]`: `New-ClientAccessArray -Name -Fqdn -Site`.

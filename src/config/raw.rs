@@ -39,6 +39,8 @@ pub(crate) struct RawConfig {
     pub service: Vec<S<RawService>>,
     #[serde(default)]
     pub security: Option<S<RawSecurity>>,
+    #[serde(default)]
+    pub cluster: Option<S<RawCluster>>,
 }
 
 /// Only the `[array]` table; everything else is ignored.
@@ -199,6 +201,22 @@ pub(crate) struct RawSecurity {
     pub hsts_max_age: Option<S<String>>,
     pub hsts_include_subdomains: Option<S<bool>>,
     pub strip_version_headers: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub etcd: S<Vec<S<String>>>,
+    pub prefix: Option<S<String>>,
+    pub instance: Option<S<String>>,
+    pub ca: Option<S<String>>,
+    pub cert: Option<S<String>>,
+    pub key: Option<S<String>>,
+    pub user: Option<S<String>>,
+    pub password_file: Option<S<String>>,
+    pub ticket_rotation: Option<S<String>>,
+    pub sync_timeout: Option<S<String>>,
+    pub request_timeout: Option<S<String>>,
 }
 
 /// Parses the text into the raw structs; the error carries toml's message

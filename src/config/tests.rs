@@ -460,7 +460,7 @@ fn toml_and_shape_errors() {
         ),
         (
             format!("{EXAMPLE}\n[listen2]\n"),
-            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `smtp`, `dag`, `member_tls`, `member`, `database`, `service`, `security`",
+            "F:33:2: unknown key `listen2`, expected one of `array`, `listen`, `tls`, `admin`, `health`, `proxy`, `rewrite`, `runtime`, `smtp`, `dag`, `member_tls`, `member`, `database`, `service`, `security`, `cluster`",
         ),
         (
             example_with("rise = 2", "rise = \"2\""),
@@ -1177,5 +1177,89 @@ fn allow_from_per_service() {
     ];
     for (text, want) in cases {
         assert_eq!(d.error(&text), want);
+    }
+}
+
+#[test]
+fn cluster_defaults_and_errors() {
+    let d = dir();
+    let cfg = d.parse(MINIMAL).unwrap();
+    assert_eq!(cfg.cluster, None, "no [cluster]: the local state file");
+    let text = format!("{MINIMAL}\n[cluster]\netcd = [\"http://127.0.0.1:2379\"]\n");
+    let c = d.parse(&text).unwrap().cluster.unwrap();
+    assert_eq!(c.endpoints, ["http://127.0.0.1:2379"]);
+    assert_eq!(c.prefix, "/casarray/mail.lab.com");
+    assert_eq!(c.instance, None);
+    assert_eq!(c.ticket_rotation, Duration::from_secs(6 * 3600));
+    assert_eq!(c.sync_timeout, Duration::from_secs(10));
+    assert_eq!(c.request_timeout, Duration::from_secs(3));
+    let text = format!(
+        "{MINIMAL}\n[cluster]\netcd = [\"https://e1:2379\", \"https://e2:2379\"]\nprefix = \"/x\"\n\
+         instance = \"a:1\"\nca = \"bundle.pem\"\ncert = \"bundle.pem\"\nkey = \"bundle.pem\"\n\
+         user = \"casarray\"\npassword_file = \"admin.token\"\nticket_rotation = \"1h\"\n"
+    );
+    let c = d.parse(&text).unwrap().cluster.unwrap();
+    assert_eq!(c.prefix, "/x");
+    assert_eq!(c.instance.as_deref(), Some("a:1"));
+    assert_eq!(c.ca, Some(d.path("bundle.pem")));
+    assert_eq!(c.auth.as_ref().map(|a| a.0.as_str()), Some("casarray"));
+    assert_eq!(c.ticket_rotation, Duration::from_secs(3600));
+
+    let line = MINIMAL.lines().count() + 3;
+    for (extra, want) in [
+        (
+            "etcd = []",
+            format!("F:{line}:8: cluster.etcd: name at least one endpoint"),
+        ),
+        (
+            "etcd = [\"127.0.0.1:2379\"]",
+            format!("F:{line}:9: cluster.etcd: \"127.0.0.1:2379\": expected http://"),
+        ),
+        (
+            "etcd = [\"http://a:1\", \"http://a:1\"]",
+            format!("F:{line}:23: cluster.etcd: \"http://a:1\" is listed twice"),
+        ),
+        (
+            "etcd = [\"http://a:1\"]\nprefix = \"x\"",
+            format!("F:{}:10: cluster.prefix:", line + 1),
+        ),
+        (
+            "etcd = [\"http://a:1\"]\ncert = \"bundle.pem\"",
+            format!("F:{}:1: cluster.cert and cluster.key: set both", line + 1),
+        ),
+        (
+            "etcd = [\"http://a:1\"]\nca = \"bundle.pem\"",
+            format!("F:{line}:9: cluster.etcd: cluster.ca / cluster.cert are set: use https://"),
+        ),
+        (
+            "etcd = [\"http://a:1\"]\nuser = \"u\"",
+            format!(
+                "F:{}:1: cluster.user and cluster.password_file: set both",
+                line + 1
+            ),
+        ),
+        (
+            "etcd = [\"http://a:1\"]\nca = \"nope.pem\"",
+            format!("F:{}:1: cluster.ca: file", line + 1),
+        ),
+        (
+            "etcd = [\"http://a:1\"]\nticket_rotation = \"0s\"",
+            format!(
+                "F:{}:19: cluster.ticket_rotation: must be above zero",
+                line + 1
+            ),
+        ),
+        (
+            "etcd = [\"http://a:1\"]\nticket_rotation = \"500ms\"",
+            format!("F:{}:19: cluster.ticket_rotation: at least 1s", line + 1),
+        ),
+        (
+            "etcd = [\"http://a:1\"]\nendpoints = []",
+            format!("F:{}:1: unknown key", line + 1),
+        ),
+    ] {
+        let text = format!("{MINIMAL}\n[cluster]\n{extra}\n");
+        let e = d.error(&text);
+        assert!(e.starts_with(&want), "{extra}: {e}\nwant {want}");
     }
 }

@@ -44,6 +44,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let databases = cx.databases(&raw.database)?;
     let services = cx.services(&raw.service, profile)?;
     let security = cx.security(raw.security.as_ref())?;
+    let cluster = cx.cluster(raw.cluster.as_ref(), &array)?;
     if let (Some(addr), Some(value)) = (listen.smtp, raw.listen.get_ref().smtp.as_ref()) {
         if members.iter().all(|m| m.smtp.is_none()) {
             return Err(cx.at_value(
@@ -69,6 +70,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         databases,
         services,
         security,
+        cluster,
     })
 }
 
@@ -87,7 +89,7 @@ pub(crate) fn validate_array(
 }
 
 /// What errors need to say where.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     text: &'a str,
     path: &'a Path,
     /// The config file's directory: relative paths are resolved against it.
@@ -104,17 +106,17 @@ impl Ctx<'_> {
     }
 
     /// An error placed at a value.
-    fn at_value(&self, span: Range<usize>, message: String) -> ConfigError {
+    pub(super) fn at_value(&self, span: Range<usize>, message: String) -> ConfigError {
         self.err_at(span.start, message)
     }
 
     /// An error placed at the key of `key = value`.
-    fn at_key(&self, span: Range<usize>, message: String) -> ConfigError {
+    pub(super) fn at_key(&self, span: Range<usize>, message: String) -> ConfigError {
         self.err_at(key_start(self.text, &span), message)
     }
 
     /// `check`'s error, prefixed with `key: ` and placed at the value.
-    fn check<T, U>(
+    pub(super) fn check<T, U>(
         &self,
         key: &str,
         value: &S<T>,
@@ -124,7 +126,7 @@ impl Ctx<'_> {
     }
 
     /// A duration key, above zero; `default` when absent.
-    fn duration(
+    pub(super) fn duration(
         &self,
         key: &str,
         value: Option<&S<String>>,
@@ -146,7 +148,11 @@ impl Ctx<'_> {
     }
 
     /// A path naming a file that must exist; the error points at the key.
-    fn existing_file(&self, key: &str, value: &S<String>) -> Result<PathBuf, ConfigError> {
+    pub(super) fn existing_file(
+        &self,
+        key: &str,
+        value: &S<String>,
+    ) -> Result<PathBuf, ConfigError> {
         if value.get_ref().is_empty() {
             return Err(self.at_value(value.span(), format!("{key}: empty path")));
         }

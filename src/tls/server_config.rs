@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
+use rustls::server::{NoServerSessionStorage, ProducesTickets, ServerSessionMemoryCache};
 use rustls::ServerConfig;
 
 use super::store::CertStore;
@@ -16,9 +16,15 @@ const SESSION_CACHE_ENTRIES: usize = 20_000;
 /// certificates from `store` (live: a store reload needs no new config).
 ///
 /// With `tls.session_resumption` (default true): a server session cache of
-/// 20 000 entries and stateless tickets (keys rotated every 6 h); without
-/// it, neither and no TLS 1.3 tickets sent. No 0-RTT early data.
-pub fn server_config(store: Arc<CertStore>, tls: &TlsConfig) -> Arc<ServerConfig> {
+/// 20 000 entries and stateless tickets sealed by `shared_tickets` (the
+/// cluster's keys, shared by every instance) or, without it, by this
+/// process's own keys (rotated every 6 h); without resumption, neither and
+/// no TLS 1.3 tickets sent. No 0-RTT early data.
+pub fn server_config(
+    store: Arc<CertStore>,
+    tls: &TlsConfig,
+    shared_tickets: Option<Arc<dyn ProducesTickets>>,
+) -> Arc<ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -30,7 +36,11 @@ pub fn server_config(store: Arc<CertStore>, tls: &TlsConfig) -> Arc<ServerConfig
     config.max_early_data_size = 0;
     if tls.session_resumption {
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
-        match rustls::crypto::aws_lc_rs::Ticketer::new() {
+        let ticketer = match shared_tickets {
+            Some(t) => Ok(t),
+            None => rustls::crypto::aws_lc_rs::Ticketer::new(),
+        };
+        match ticketer {
             Ok(ticketer) => {
                 config.ticketer = ticketer;
                 // rustls sends two by default. One is enough: every
@@ -62,7 +72,7 @@ mod tests {
         );
         let store = CertStore::load(&tls).unwrap();
         let served = store.served();
-        let config = server_config(store, &tls);
+        let config = server_config(store, &tls, None);
 
         let seen = handshake(Arc::clone(&config), pki.ca_pem(), "owa.lab.com").unwrap();
         assert_eq!(seen.leaf_sha256, served[1].sha256_hex);
@@ -82,7 +92,7 @@ mod tests {
         let pki = Pki::new();
         let tls = tls_config(pki.leaf("a", &["mail.lab.com"], 0, 90 * DAY), vec![]);
         let store = CertStore::load(&tls).unwrap();
-        let config = server_config(Arc::clone(&store), &tls);
+        let config = server_config(Arc::clone(&store), &tls, None);
         let renewed = tls_config(pki.leaf("b", &["mail.lab.com"], 0, 90 * DAY), vec![]);
         store.reload(&renewed).unwrap();
         let seen = handshake(config, pki.ca_pem(), "mail.lab.com").unwrap();
@@ -95,7 +105,7 @@ mod tests {
         let mut tls = tls_config(pki.leaf("a", &["mail.lab.com"], 0, 90 * DAY), vec![]);
         let store = CertStore::load(&tls).unwrap();
 
-        let on = server_config(Arc::clone(&store), &tls);
+        let on = server_config(Arc::clone(&store), &tls, None);
         assert!(on.ticketer.enabled());
         assert!(on.session_storage.can_cache());
         assert_eq!(on.max_early_data_size, 0);
@@ -105,7 +115,7 @@ mod tests {
         );
 
         tls.session_resumption = false;
-        let off = server_config(store, &tls);
+        let off = server_config(store, &tls, None);
         assert!(!off.ticketer.enabled());
         assert!(!off.session_storage.can_cache());
         assert_eq!(off.send_tls13_tickets, 0);

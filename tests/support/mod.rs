@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod dag;
+pub mod etcd;
 pub mod shields;
 
 use std::io::{BufRead, BufReader};

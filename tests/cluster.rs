@@ -1,0 +1,540 @@
+//! `[cluster]`, black-box: real etcd processes (Debian's `etcd-server`) on
+//! loopback ports and real `casarray serve` processes sharing them.
+//!
+//! - a drain on one instance holds on the others within 1 s (the time is
+//!   printed), a new instance starts drained, activate on another instance
+//!   undoes it everywhere; `/api/array` lists the instances;
+//! - a client's TLS session from instance A resumes on instance B
+//!   (abbreviated handshake, `handshake_kind() == Resumed`), and does not
+//!   between two instances without `[cluster]`;
+//! - a three-node etcd loses a node and the state still works;
+//! - etcd stopped: every instance keeps serving, mutations answer 503 and
+//!   change nothing; etcd back: a drain made then reaches every instance.
+//!
+//! Without etcd installed the tests skip, unless CASARRAY_REQUIRE_ETCD=1.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::backend::EchoBackend;
+use support::etcd::{self, Etcd};
+use support::*;
+
+const TOKEN: &str = "t0ken-for-cluster-tests";
+/// The bound of the contract: a drain holds everywhere within 1 s.
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+/// One `casarray serve` of the cluster.
+struct Instance {
+    name: String,
+    proc: Proc,
+    addrs: ArrayAddrs,
+}
+
+/// What every instance of a test shares: the directory (certificates,
+/// token), the members.
+struct Setup {
+    dir: tempfile::TempDir,
+    certs: TestCerts,
+    backends: Vec<EchoBackend>,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let dir = tempdir();
+        let certs = make_certs(dir.path());
+        std::fs::write(dir.path().join("admin.token"), format!("{TOKEN}\n")).unwrap();
+        let backends = vec![
+            EchoBackend::start("EX1").await,
+            EchoBackend::start("EX2").await,
+        ];
+        Setup {
+            dir,
+            certs,
+            backends,
+        }
+    }
+
+    fn members(&self) -> Vec<(&'static str, SocketAddr)> {
+        vec![
+            ("EX1", self.backends[0].addr),
+            ("EX2", self.backends[1].addr),
+        ]
+    }
+
+    /// Starts instance `name`; `cluster` is the `[cluster]` table's body
+    /// (none: no cluster). Returns once it serves (its readiness line).
+    fn instance(&self, name: &str, cluster: Option<&str>) -> Instance {
+        let mut extra = format!(
+            "[admin]\ntoken_file = \"{}\"\n\n",
+            self.dir.path().join("admin.token").display()
+        );
+        if let Some(body) = cluster {
+            extra.push_str(&format!("[cluster]\ninstance = \"{name}\"\n{body}\n"));
+        }
+        let text = config_toml(&self.certs, &self.members(), &extra);
+        let config = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let log = self.dir.path().join(format!("{name}.log"));
+        let (proc, addrs) = spawn_array_with(&config, &[], Some(&log));
+        Instance {
+            name: name.to_owned(),
+            proc,
+            addrs,
+        }
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+fn cluster_toml(etcd: &Etcd) -> String {
+    format!("etcd = {}\n", etcd.toml_endpoints())
+}
+
+/// `POST /api/members/{member}/{verb}` with the token: the status.
+async fn admin_post(i: &Instance, member: &str, verb: &str) -> (u16, String) {
+    let auth = format!("Bearer {TOKEN}");
+    let r = http_call(
+        i.addrs.admin,
+        "POST",
+        &format!("/api/members/{member}/{verb}"),
+        &[("authorization", &auth)],
+        "",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: {verb} {member}: {e}", i.name));
+    (r.status, r.body)
+}
+
+/// Member `member`'s state on `i` ("active" or "draining").
+async fn state(i: &Instance, member: &str) -> String {
+    let v = members(i.addrs.admin).await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == member)
+        .map(|m| m["state"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+/// How long until `member` is in `want` state on `i`, polled every 5 ms,
+/// at most `limit`; panics past it.
+async fn time_until(i: &Instance, member: &str, want: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if state(i, member).await == want {
+            return start.elapsed();
+        }
+        if start.elapsed() > limit {
+            panic!(
+                "{}: {member} not {want} after {limit:?} (still {})",
+                i.name,
+                state(i, member).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `GET /api/array`'s `cluster`.
+async fn cluster_view(i: &Instance) -> serde_json::Value {
+    let (status, body) = http_get(i.addrs.admin, "/api/array").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["cluster"].clone()
+}
+
+async fn connected(i: &Instance) -> bool {
+    cluster_view(i).await["connected"] == true
+}
+
+/// Waits until every instance of `all` has `member` in `want` state;
+/// returns the time each took, in order.
+async fn propagation(
+    all: &[&Instance],
+    member: &str,
+    want: &str,
+    limit: Duration,
+) -> Vec<Duration> {
+    let waits = all.iter().map(|i| time_until(i, member, want, limit));
+    futures_util::future::join_all(waits).await
+}
+
+fn ms(times: &[Duration]) -> String {
+    times
+        .iter()
+        .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_holds_on_every_instance_and_on_new_ones() {
+    if !etcd::available() {
+        return;
+    }
+    let setup = Setup::new().await;
+    let etcd = Etcd::start(setup.dir.path(), 1).await;
+    let body = cluster_toml(&etcd);
+    let a = setup.instance("a", Some(&body));
+    let b = setup.instance("b", Some(&body));
+    let c = setup.instance("c", Some(&body));
+
+    // Every instance registers and sees the others.
+    wait_until(
+        "three instances listed",
+        Duration::from_secs(30),
+        || async {
+            cluster_view(&a).await["instances"]
+                .as_array()
+                .map_or(0, Vec::len)
+                == 3
+        },
+    )
+    .await;
+    let view = cluster_view(&b).await;
+    assert_eq!(view["connected"], true, "{view}");
+    assert_eq!(view["instance"], "b", "{view}");
+    assert_eq!(
+        view["endpoints"][0],
+        format!("http://{}", etcd.nodes[0].client)
+    );
+    assert_eq!(
+        metric(c.addrs.admin, "casarray_cluster_connected", &[]).await,
+        1.0
+    );
+
+    // Drain through A: B and C follow within 1 s.
+    let (status, answer) = admin_post(&a, "EX1", "drain").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(state(&a, "EX1").await, "draining");
+    let times = propagation(&[&b, &c], "EX1", "draining", Duration::from_secs(10)).await;
+    println!("drain on a seen on b, c after: {}", ms(&times));
+    for t in &times {
+        assert!(
+            *t < PROPAGATION,
+            "drain propagation {t:?} is over {PROPAGATION:?}"
+        );
+    }
+    assert_eq!(state(&b, "EX2").await, "active");
+
+    // A fourth instance starts with the cluster's view: drained at once.
+    let d = setup.instance("d", Some(&body));
+    assert_eq!(
+        state(&d, "EX1").await,
+        "draining",
+        "d serves with the drain already"
+    );
+    assert_eq!(state(&d, "EX2").await, "active");
+    // Requests through D avoid the drained member.
+    let client = Client::h1(d.addrs.https, &setup.certs.ca_pem);
+    let before = setup.backends[0]
+        .state
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..4 {
+        let r = client.get("/owa/").await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let after = setup.backends[0]
+        .state
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(before, after, "the drained EX1 got requests through d");
+
+    wait_until("d registered", Duration::from_secs(30), || async {
+        cluster_view(&d).await["instances"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 4
+    })
+    .await;
+    // `casarray status` on d shows the cluster and the four instances.
+    let admin = d.addrs.admin.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["status", "--admin", &admin])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(": connected (revision "), "{stdout}");
+    assert!(stdout.contains("d (this one)"), "{stdout}");
+    for name in ["a", "b", "c"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(name)),
+            "{name} missing: {stdout}"
+        );
+    }
+
+    // Activate through B: every instance, A and D included, follows.
+    let (status, answer) = admin_post(&b, "EX1", "activate").await;
+    assert_eq!(status, 200, "{answer}");
+    let times = propagation(&[&a, &c, &d], "EX1", "active", Duration::from_secs(10)).await;
+    println!("activate on b seen on a, c, d after: {}", ms(&times));
+    for t in &times {
+        assert!(
+            *t < PROPAGATION,
+            "activate propagation {t:?} is over {PROPAGATION:?}"
+        );
+    }
+    // Nothing went to the state files: the cluster holds the state.
+    for i in [&a, &b, &c, &d] {
+        let file = setup.dir.path().join(format!("{}.toml.state.json", i.name));
+        assert!(!file.exists(), "{} wrote a state file", i.name);
+    }
+    // A stopped instance leaves the list (it revokes its lease).
+    let mut d = d;
+    d.proc.signal(libc::SIGTERM);
+    assert!(
+        d.proc.wait_exit(Duration::from_secs(30)).is_some(),
+        "d did not stop"
+    );
+    wait_until("d leaves the list", Duration::from_secs(5), || async {
+        cluster_view(&a).await["instances"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 3
+    })
+    .await;
+}
+
+/// A TLS connection to `addr` with `client`'s session store: whether its
+/// handshake was an abbreviated (resumed) one.
+async fn resumed(client: &Client, addr: SocketAddr) -> bool {
+    let mut to = client.clone();
+    to.addr = addr;
+    let tls = to.tls().await.unwrap();
+    tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+}
+
+/// One request through `addr` with `client`'s session store, so that the
+/// server's session ticket (sent after the handshake in TLS 1.3) is read.
+async fn request(client: &Client, addr: SocketAddr) {
+    let mut to = client.clone();
+    to.addr = addr;
+    let r = to.get("/owa/").await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_session_from_one_instance_resumes_on_another() {
+    if !etcd::available() {
+        return;
+    }
+    let setup = Setup::new().await;
+    let etcd = Etcd::start(setup.dir.path(), 1).await;
+    let body = cluster_toml(&etcd);
+    let a = setup.instance("a", Some(&body));
+    let b = setup.instance("b", Some(&body));
+
+    let client = Client::h1(a.addrs.https, &setup.certs.ca_pem);
+    request(&client, a.addrs.https).await;
+    assert!(
+        resumed(&client, b.addrs.https).await,
+        "a's session did not resume on b"
+    );
+    // And back: b's ticket resumes on a.
+    request(&client, b.addrs.https).await;
+    assert!(
+        resumed(&client, a.addrs.https).await,
+        "b's session did not resume on a"
+    );
+    println!("TLS session of a resumed on b, of b on a: handshake_kind() == Resumed");
+
+    // The control: two instances without [cluster] each have their own keys.
+    let x = setup.instance("x", None);
+    let y = setup.instance("y", None);
+    let client = Client::h1(x.addrs.https, &setup.certs.ca_pem);
+    request(&client, x.addrs.https).await;
+    assert!(
+        resumed(&client, x.addrs.https).await,
+        "x does not resume its own sessions"
+    );
+    request(&client, x.addrs.https).await;
+    assert!(
+        !resumed(&client, y.addrs.https).await,
+        "without [cluster], y resumed x's session"
+    );
+    // The key never reaches a log.
+    for name in ["a", "b"] {
+        let log = setup.log(name);
+        assert!(log.contains("cluster: synced"), "{name}: {log}");
+        assert!(!log.contains("\"key\""), "{name} logged a ticket key");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_etcd_loses_a_node_and_the_state_still_works() {
+    if !etcd::available() {
+        return;
+    }
+    let setup = Setup::new().await;
+    let mut etcd = Etcd::start(setup.dir.path(), 3).await;
+    let body = cluster_toml(&etcd);
+    let a = setup.instance("a", Some(&body));
+    let b = setup.instance("b", Some(&body));
+    let (status, answer) = admin_post(&a, "EX2", "drain").await;
+    assert_eq!(status, 200, "{answer}");
+    propagation(&[&b], "EX2", "draining", Duration::from_secs(10)).await;
+
+    // The first node (every instance's first endpoint) dies.
+    etcd.kill(0);
+    let lost = Instant::now();
+    // Changes still go through and still reach the other instance, once
+    // the clients have moved to the live nodes.
+    let mut answer = (0, String::new());
+    while lost.elapsed() < Duration::from_secs(30) {
+        answer = admin_post(&b, "EX2", "activate").await;
+        if answer.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer.0, 200, "activate with a node down: {}", answer.1);
+    let times = propagation(&[&a], "EX2", "active", Duration::from_secs(30)).await;
+    println!(
+        "etcd node lost: activate answered after {:.0} ms, seen on a after {}",
+        lost.elapsed().as_secs_f64() * 1000.0,
+        ms(&times)
+    );
+    let (status, answer) = admin_post(&a, "EX1", "drain").await;
+    assert_eq!(status, 200, "{answer}");
+    let times = propagation(&[&b], "EX1", "draining", Duration::from_secs(10)).await;
+    println!(
+        "with two etcd nodes of three: drain seen on b after {}",
+        ms(&times)
+    );
+    for t in &times {
+        assert!(
+            *t < PROPAGATION,
+            "propagation {t:?} is over {PROPAGATION:?}"
+        );
+    }
+    // A new instance still starts with the state.
+    let c = setup.instance("c", Some(&body));
+    assert_eq!(state(&c, "EX1").await, "draining");
+    assert_eq!(state(&c, "EX2").await, "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_etcd_instances_serve_and_refuse_changes_then_resync() {
+    if !etcd::available() {
+        return;
+    }
+    let setup = Setup::new().await;
+    let mut etcd = Etcd::start(setup.dir.path(), 1).await;
+    let body = format!("{}request_timeout = \"2s\"\n", cluster_toml(&etcd));
+    let a = setup.instance("a", Some(&body));
+    let b = setup.instance("b", Some(&body));
+    let (status, answer) = admin_post(&a, "EX2", "drain").await;
+    assert_eq!(status, 200, "{answer}");
+    propagation(&[&b], "EX2", "draining", Duration::from_secs(10)).await;
+
+    etcd.kill(0);
+    for i in [&a, &b] {
+        wait_until(
+            "the instance sees etcd gone",
+            Duration::from_secs(30),
+            || async { !connected(i).await },
+        )
+        .await;
+        assert_eq!(
+            metric(i.addrs.admin, "casarray_cluster_connected", &[]).await,
+            0.0
+        );
+        // Still serving, with what it knew.
+        assert_eq!(http_get(i.addrs.admin, "/healthz").await.unwrap().0, 200);
+        let client = Client::h1(i.addrs.https, &setup.certs.ca_pem);
+        assert_eq!(client.get("/owa/").await.unwrap().status(), 200);
+        assert_eq!(state(i, "EX2").await, "draining");
+        // A change is refused within 5 s and applied nowhere.
+        let asked = Instant::now();
+        let (status, answer) = admin_post(i, "EX1", "drain").await;
+        assert_eq!(status, 503, "{}: {answer}", i.name);
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert!(answer.contains("etcd"), "{answer}");
+        assert_eq!(
+            state(i, "EX1").await,
+            "active",
+            "{}: applied locally",
+            i.name
+        );
+    }
+    assert!(
+        setup.log("a").contains("etcd unreachable"),
+        "{}",
+        setup.log("a")
+    );
+
+    // etcd back: both resync, and a drain made now reaches both.
+    etcd.restart(0).await;
+    for i in [&a, &b] {
+        wait_until(
+            "the instance follows etcd again",
+            Duration::from_secs(30),
+            || async { connected(i).await },
+        )
+        .await;
+    }
+    let (status, answer) = admin_post(&b, "EX1", "drain").await;
+    assert_eq!(status, 200, "{answer}");
+    let times = propagation(&[&a], "EX1", "draining", Duration::from_secs(10)).await;
+    println!(
+        "after etcd came back: drain on b seen on a after {}",
+        ms(&times)
+    );
+    for t in &times {
+        assert!(
+            *t < PROPAGATION,
+            "propagation {t:?} is over {PROPAGATION:?}"
+        );
+    }
+    assert_eq!(
+        state(&a, "EX2").await,
+        "draining",
+        "the old drain is still there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_starts_without_etcd_after_its_sync_timeout_and_says_so() {
+    // No etcd needed: an endpoint where nothing listens.
+    let setup = Setup::new().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = closed.local_addr().unwrap();
+    drop(closed);
+    let body = format!(
+        "etcd = [\"http://{endpoint}\"]\nsync_timeout = \"1s\"\nrequest_timeout = \"1s\"\n"
+    );
+    let started = Instant::now();
+    let a = setup.instance("a", Some(&body));
+    println!("started without etcd after {:?}", started.elapsed());
+    assert!(
+        setup.log("a").contains("not synced with etcd within 1s"),
+        "{}",
+        setup.log("a")
+    );
+    assert!(!connected(&a).await);
+    assert_eq!(
+        metric(a.addrs.admin, "casarray_cluster_connected", &[]).await,
+        0.0
+    );
+    let client = Client::h1(a.addrs.https, &setup.certs.ca_pem);
+    assert_eq!(client.get("/owa/").await.unwrap().status(), 200);
+    let (status, answer) = admin_post(&a, "EX1", "drain").await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(state(&a, "EX1").await, "active");
+}
