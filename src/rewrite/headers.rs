@@ -86,23 +86,26 @@ pub fn rewrite_response_headers(
             && !NEVER_A_HOST.contains(n)
             && !(expose_server_headers && IDENTITY.contains(n))
     };
+    // A value worth rewriting: it names a member and is not an opaque
+    // authentication token.
+    let names_one = |n: &HeaderName, v: &[u8]| !auth_token(n, v) && names_member(plan, v);
     // Most answers name no member in any header: one pass that allocates
     // nothing says so.
-    let touched = |(n, v): (&HeaderName, &HeaderValue)| {
-        rewritable(n) && !auth_token(n, v.as_bytes()) && names_member(plan, v.as_bytes())
-    };
-    if !headers.iter().any(touched) {
+    if !headers
+        .iter()
+        .any(|(n, v)| rewritable(n) && names_one(n, v.as_bytes()))
+    {
         return changed + rewrite_values(headers, &SET_COOKIE, |v| set_cookie(v, plan));
     }
     let names: Vec<HeaderName> = headers.keys().filter(|n| rewritable(n)).cloned().collect();
     for name in names {
-        let touched = headers
+        if headers
             .get_all(&name)
             .iter()
-            .any(|v| !auth_token(&name, v.as_bytes()) && names_member(plan, v.as_bytes()));
-        if touched {
+            .any(|v| names_one(&name, v.as_bytes()))
+        {
             changed += rewrite_values(headers, &name, |v| {
-                if auth_token(&name, v) {
+                if !names_one(&name, v) {
                     return None;
                 }
                 let mut out = BytesMut::with_capacity(v.len());
