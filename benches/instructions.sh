@@ -23,6 +23,9 @@
 #   CASARRAY_BIN=<repo>/target/release/casarray  CASARRAY_BIN_B=  (unset: no B)
 #   N=2000  WARMUP=200  PROXIES="casarray haproxy"  BASE_PORT=19400
 #   PATH_SMALL=/EWS/small (1 KiB answer)
+#   HTTP=1.1 | 2  (the client's protocol on the front; 2: HTTP/2 by ALPN,
+#                 the requests one after another on one connection; the
+#                 proxies speak HTTP/1.1 to the backend either way)
 #   OUT_DIR=  (if set, the callgrind files are copied there: read them with
 #             callgrind_annotate --threshold=99 FILE)
 #
@@ -40,6 +43,15 @@ WARMUP=${WARMUP:-200}
 PROXIES=${PROXIES:-casarray haproxy}
 BASE_PORT=${BASE_PORT:-19400}
 PATH_SMALL=${PATH_SMALL:-/EWS/small}
+HTTP=${HTTP:-1.1}
+case $HTTP in
+  1.1) CURL_HTTP=--http1.1 ;;
+  2) CURL_HTTP=--http2 ;;
+  *)
+    echo "HTTP must be 1.1 or 2, not $HTTP" >&2
+    exit 2
+    ;;
+esac
 
 ADDR=127.0.0.1
 P_B1=$((BASE_PORT + 1))
@@ -152,8 +164,11 @@ count() {
   local out=$WORK/$label.callgrind
   local log=$WORK/$label.log
   local pid
-  pid=$(launch "$log" valgrind --tool=callgrind --callgrind-out-file="$out.%p" "$@")
+  pid=$(launch "$log" valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out.%p" "$@")
   ready "$url$PATH_SMALL" "$pid" "$log"
+  local got
+  got=$(curl -sk "$CURL_HTTP" --tlsv1.3 -o /dev/null -w '%{http_version}' "$url$PATH_SMALL")
+  [[ $got == "$HTTP" ]] || die "$label spoke HTTP/$got, not HTTP/$HTTP"
   # Each curl run is one keep-alive connection. Warm up; then count one
   # request on a new connection (a handshake + 1 request) and N requests on
   # a new connection (a handshake + N); the difference over N - 1 is the
@@ -161,12 +176,12 @@ count() {
   urls "$WORK/warm.curl" "$WARMUP" "$url$PATH_SMALL"
   urls "$WORK/n.curl" "$N" "$url$PATH_SMALL"
   urls "$WORK/one.curl" 1 "$url$PATH_SMALL"
-  curl -sk --http1.1 --tlsv1.3 -K "$WORK/warm.curl"
+  curl -sk "$CURL_HTTP" --tlsv1.3 -K "$WORK/warm.curl"
   callgrind_control -z "$pid" >/dev/null
-  curl -sk --http1.1 --tlsv1.3 -K "$WORK/one.curl"
+  curl -sk "$CURL_HTTP" --tlsv1.3 -K "$WORK/one.curl"
   callgrind_control -d "one" "$pid" >/dev/null
   callgrind_control -z "$pid" >/dev/null
-  curl -sk --http1.1 --tlsv1.3 -K "$WORK/n.curl"
+  curl -sk "$CURL_HTTP" --tlsv1.3 -K "$WORK/n.curl"
   callgrind_control -d "n" "$pid" >/dev/null
   kill -TERM -- "-$pid" 2>/dev/null || true
   local i
@@ -195,11 +210,15 @@ import re, sys
 entry = {"_rjem_malloc", "_rjem_calloc", "_rjem_realloc", "_rjem_mallocx",
          "_rjem_rallocx", "malloc", "calloc", "realloc"}
 names, total, fn, cfn = {}, 0, "", ""
-pat = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
+# "fn=(12) name" defines id 12, "fn=(12)" uses it, "fn=name" (strings
+# not compressed) names it outright.
+pat = re.compile(r"^(c?fn)=(?:\((\d+)\))? ?(.*)$")
 for line in open(sys.argv[1], errors="replace"):
     m = pat.match(line.rstrip("\n"))
     if m:
         kind, i, name = m.groups()
+        if i is None:
+            i = name
         if name:
             names[i] = name
         if kind == "fn":
@@ -303,6 +322,8 @@ for r in "${ROWS[@]}"; do
   read -r label one n _ _ <<<"$r"
   [[ $label == haproxy ]] && hap=$(((n - one) / (N - 1)))
 done
+echo
+echo "HTTP/$HTTP on the front, 1 KiB answers:"
 echo
 echo "| proxy | requests | Ir (N on a new connection) | Ir (1 on a new connection) | Ir per request | vs HAProxy | allocations per request |"
 echo "|---|---|---|---|---|---|---|"

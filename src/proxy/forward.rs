@@ -152,7 +152,7 @@ pub async fn handle(
         .then(|| mailbox::from_head(&parts.uri, &parts.headers))
         .flatten();
     let replay = if mailbox.is_none() && routing_on && svc.peek_body && !body.is_end_stream() {
-        match peek::peek(body, PEEK_LIMIT).await {
+        match Box::pin(peek::peek(body, PEEK_LIMIT)).await {
             Ok((seen, body)) => {
                 mailbox = mailbox::from_body(&seen);
                 replay_of(body, log.as_mut(), limit)
@@ -180,7 +180,8 @@ pub async fn handle(
         mailbox,
     };
     if connection_auth || ctx.is_pinned() {
-        return forward_pinned(&snap, metrics, dag, ctx, s, out).await;
+        // Boxed, as the other rare paths: see `send_pooled`.
+        return Box::pin(forward_pinned(&snap, metrics, dag, ctx, s, out)).await;
     }
     forward_pooled(&snap, metrics, dag, ctx, s, out).await
 }
@@ -299,7 +300,7 @@ async fn forward_pooled(
             // away: wait for the DAG to mount another copy rather than land
             // on a member that would only proxy to the dead one.
             preferred = None;
-            match routing::route(snap, dag, out.mailbox.as_ref(), s, Some(m)).await {
+            match Box::pin(routing::route(snap, dag, out.mailbox.as_ref(), s, Some(m))).await {
                 Ok(r) => {
                     held += r.held;
                     if let Some(p) = r.preferred {
@@ -588,7 +589,10 @@ async fn send_pooled(
             },
         }
     }
-    let mut conn = upstreams.connect_driven(&upstreams.members()[m]).await?;
+    // Boxed: a new connection (a connect and maybe a TLS handshake) is the
+    // rare path; inline, its state would grow every request's future, and
+    // every request pays to move that future (callgrind showed it).
+    let mut conn = Box::pin(upstreams.connect_driven(&upstreams.members()[m])).await?;
     match conn.send(req).await {
         Ok(resp) => Ok((resp, conn)),
         Err(mut e) => Err(match e.take_message() {

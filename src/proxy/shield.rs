@@ -71,7 +71,14 @@ pub async fn check(
     if !inspection.owa_logon {
         return Ok(Request::from_parts(parts, Peeked::new(body)));
     }
-    let (form, body) = peek(body, OWA_FORM_PEEK, snap.cfg.proxy.header_read_timeout).await;
+    // Boxed: an OWA logon is rare, and inline its peek would grow (and
+    // every request would move) the request's future.
+    let (form, body) = Box::pin(peek(
+        body,
+        OWA_FORM_PEEK,
+        snap.cfg.proxy.header_read_timeout,
+    ))
+    .await;
     let user = credentials::owa_form_user(&form);
     let locked = user
         .as_ref()
