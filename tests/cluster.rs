@@ -9,7 +9,10 @@
 //!   between two instances without `[cluster]`;
 //! - a three-node etcd loses a node and the state still works;
 //! - etcd stopped: every instance keeps serving, mutations answer 503 and
-//!   change nothing; etcd back: a drain made then reaches every instance.
+//!   change nothing; etcd back: a drain made then reaches every instance;
+//! - the database directory: `PUT /api/databases/{name}` on one instance
+//!   is served by the others within 1 s (the time is printed), a new
+//!   instance starts with it, and etcd stopped makes it 503.
 //!
 //! Without etcd installed the tests skip, unless CASARRAY_REQUIRE_ETCD=1.
 
@@ -67,6 +70,11 @@ impl Setup {
     /// Starts instance `name`; `cluster` is the `[cluster]` table's body
     /// (none: no cluster). Returns once it serves (its readiness line).
     fn instance(&self, name: &str, cluster: Option<&str>) -> Instance {
+        self.instance_with(name, cluster, "")
+    }
+
+    /// [`Setup::instance`] with `more` at the end of the config.
+    fn instance_with(&self, name: &str, cluster: Option<&str>, more: &str) -> Instance {
         let mut extra = format!(
             "[admin]\ntoken_file = \"{}\"\n\n",
             self.dir.path().join("admin.token").display()
@@ -74,6 +82,7 @@ impl Setup {
         if let Some(body) = cluster {
             extra.push_str(&format!("[cluster]\ninstance = \"{name}\"\n{body}\n"));
         }
+        extra.push_str(more);
         let text = config_toml(&self.certs, &self.members(), &extra);
         let config = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&config, text).unwrap();
@@ -537,4 +546,164 @@ async fn an_instance_starts_without_etcd_after_its_sync_timeout_and_says_so() {
     let (status, answer) = admin_post(&a, "EX1", "drain").await;
     assert_eq!(status, 503, "{answer}");
     assert_eq!(state(&a, "EX1").await, "active");
+}
+
+// ---- the database directory ----------------------------------------------
+
+/// The databases of the instances of the directory test.
+const DATABASES: &str =
+    "[[database]]\nname = \"DB01\"\nrpc_client_access_server = \"ex1.lab.com\"\n\n\
+    [[database]]\nname = \"DB02\"\n";
+
+/// `PUT /api/databases/{db}` with the token: status and body.
+async fn put_rpc(i: &Instance, db: &str, fqdn: &str) -> (u16, String) {
+    let auth = format!("Bearer {TOKEN}");
+    let r = http_call(
+        i.addrs.admin,
+        "PUT",
+        &format!("/api/databases/{db}"),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        &format!("{{\"rpc_client_access_server\":\"{fqdn}\"}}"),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: PUT {db}: {e}", i.name));
+    (r.status, r.body)
+}
+
+/// `GET /api/databases/{db}` on `i`.
+async fn database(i: &Instance, db: &str) -> serde_json::Value {
+    let (status, body) = http_get(i.addrs.admin, &format!("/api/databases/{db}"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}: {body}", i.name);
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn rpc_server(i: &Instance, db: &str) -> Option<String> {
+    database(i, db).await["rpc_client_access_server"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// How long until `db`'s `field` on `i` is `want`, polled every 5 ms, at
+/// most `limit`; panics past it.
+async fn time_until_database(
+    i: &Instance,
+    db: &str,
+    field: &str,
+    want: &str,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let v = database(i, db).await;
+        if v[field] == want {
+            return start.elapsed();
+        }
+        if start.elapsed() > limit {
+            panic!("{}: {db} {field} not {want} after {limit:?}: {v}", i.name);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_client_access_server_set_on_one_instance_is_served_by_all() {
+    if !etcd::available() {
+        return;
+    }
+    let setup = Setup::new().await;
+    let mut etcd = Etcd::start(setup.dir.path(), 1).await;
+    let body = format!("{}request_timeout = \"2s\"\n", cluster_toml(&etcd));
+    let a = setup.instance_with("a", Some(&body), DATABASES);
+    let b = setup.instance_with("b", Some(&body), DATABASES);
+    let c = setup.instance_with("c", Some(&body), DATABASES);
+    assert_eq!(rpc_server(&b, "DB01").await.as_deref(), Some("ex1.lab.com"));
+
+    // Set through A: A serves it when the answer comes, B and C within 1 s.
+    let (status, answer) = put_rpc(&a, "db01", "outlook.lab.com").await;
+    assert_eq!(status, 200, "{answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["name"], "DB01", "{v}");
+    assert_eq!(v["changed"], true, "{v}");
+    assert_eq!(
+        rpc_server(&a, "DB01").await.as_deref(),
+        Some("outlook.lab.com")
+    );
+    let waits = [&b, &c].map(|i| {
+        time_until_database(
+            i,
+            "DB01",
+            "rpc_client_access_server",
+            "outlook.lab.com",
+            Duration::from_secs(10),
+        )
+    });
+    let times = futures_util::future::join_all(waits).await;
+    eprintln!(
+        "rpc_client_access_server set on a, served by b, c after: {}",
+        ms(&times)
+    );
+    for t in &times {
+        assert!(
+            *t < PROPAGATION,
+            "directory propagation {t:?} is over {PROPAGATION:?}"
+        );
+    }
+    // The config files are untouched: the cluster holds the value.
+    for i in [&a, &b, &c] {
+        let text =
+            std::fs::read_to_string(setup.dir.path().join(format!("{}.toml", i.name))).unwrap();
+        assert!(!text.contains("outlook.lab.com"), "{}: {text}", i.name);
+    }
+    // `casarray status` shows the effective value.
+    let admin = c.addrs.admin.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["status", "--admin", &admin])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("outlook.lab.com"), "{stdout}");
+
+    // Refusals: an unknown database, a bad name; nothing changes.
+    let (status, answer) = put_rpc(&b, "DB09", "outlook.lab.com").await;
+    assert_eq!(status, 404, "{answer}");
+    let (status, answer) = put_rpc(&b, "DB02", "not_a_name").await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(rpc_server(&c, "DB02").await, None);
+
+    // A fourth instance starts with the cluster's value.
+    let d = setup.instance_with("d", Some(&body), DATABASES);
+    assert_eq!(
+        rpc_server(&d, "DB01").await.as_deref(),
+        Some("outlook.lab.com"),
+        "d serves with the cluster's directory"
+    );
+
+    // etcd stopped: 503, and nothing changes on any instance.
+    etcd.kill(0);
+    wait_until("b sees etcd gone", Duration::from_secs(30), || async {
+        !connected(&b).await
+    })
+    .await;
+    let (status, answer) = put_rpc(&b, "DB01", "other.lab.com").await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("etcd"), "{answer}");
+    for i in [&a, &b, &c, &d] {
+        assert_eq!(
+            rpc_server(i, "DB01").await.as_deref(),
+            Some("outlook.lab.com"),
+            "{}: changed while etcd was away",
+            i.name
+        );
+    }
 }

@@ -8,7 +8,10 @@
 //! - `/instances/<instance>`: a running instance, under its lease (JSON
 //!   [`InstanceRecord`]);
 //! - `/tickets`: the TLS session ticket keys (`super::tickets`); never
-//!   logged.
+//!   logged;
+//! - `/databases/<database, lower case>`: the database's
+//!   `rpc_client_access_server` set through the admin API (JSON
+//!   [`DatabaseRecord`]), over the config file's.
 //!
 //! A value that cannot be understood is logged (its key only) and skipped:
 //! one bad key never stops the others.
@@ -17,6 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::directory::DatabaseRecord;
 use super::tickets::TicketKeys;
 
 /// `/drain/<member>`.
@@ -60,6 +64,8 @@ pub struct ClusterView {
     /// The ticket keys and the revision of their key (for rotation's
     /// compare-and-swap).
     pub tickets: Option<(TicketKeys, i64)>,
+    /// `rpc_client_access_server` overrides by lower-case database name.
+    pub databases: BTreeMap<String, DatabaseRecord>,
 }
 
 /// The key of one kind of record, relative to the prefix.
@@ -100,6 +106,7 @@ impl ClusterView {
         match kind {
             "drain" => put_or_delete(&mut self.drained, name, value, rest),
             "instances" => put_or_delete(&mut self.instances, name, value, rest),
+            "databases" => put_or_delete(&mut self.databases, name, value, rest),
             "tickets" => {
                 self.tickets = match value.map(serde_json::from_slice::<TicketKeys>) {
                     None => None,
