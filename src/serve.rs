@@ -178,6 +178,11 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         Arc::clone(&live.dag),
         &live.metrics,
     );
+    // With [cluster]: the active copies other instances learned, before
+    // anything serves; and what this one learns first, for them.
+    if let Some(c) = &cluster {
+        c.follow_dag(Arc::clone(&live.dag), live.metrics.clone());
+    }
 
     // Every listener is bound before any serves: a taken port stops the
     // start with nothing half-running.

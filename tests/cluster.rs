@@ -12,7 +12,10 @@
 //!   change nothing; etcd back: a drain made then reaches every instance;
 //! - the database directory: `PUT /api/databases/{name}` on one instance
 //!   is served by the others within 1 s (the time is printed), a new
-//!   instance starts with it, and etcd stopped makes it 503.
+//!   instance starts with it, and etcd stopped makes it 503;
+//! - the DAG's active copies: a move-active through one instance routes on
+//!   another that does not poll the members meanwhile, within 1 s (the time
+//!   is printed).
 //!
 //! Without etcd installed the tests skip, unless CASARRAY_REQUIRE_ETCD=1.
 
@@ -118,6 +121,19 @@ async fn admin_post(i: &Instance, member: &str, verb: &str) -> (u16, String) {
     .await
     .unwrap_or_else(|e| panic!("{}: {verb} {member}: {e}", i.name));
     (r.status, r.body)
+}
+
+/// [`admin_post`] again (every 100 ms, for at most 30 s) until it answers
+/// 200: while an etcd node is lost, a call may go to it first and time out.
+async fn admin_post_until_ok(i: &Instance, member: &str, verb: &str) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        let answer = admin_post(i, member, verb).await;
+        if answer.0 == 200 || start.elapsed() > Duration::from_secs(30) {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Member `member`'s state on `i` ("active" or "draining").
@@ -400,14 +416,7 @@ async fn a_three_node_etcd_loses_a_node_and_the_state_still_works() {
     let lost = Instant::now();
     // Changes still go through and still reach the other instance, once
     // the clients have moved to the live nodes.
-    let mut answer = (0, String::new());
-    while lost.elapsed() < Duration::from_secs(30) {
-        answer = admin_post(&b, "EX2", "activate").await;
-        if answer.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let answer = admin_post_until_ok(&b, "EX2", "activate").await;
     assert_eq!(answer.0, 200, "activate with a node down: {}", answer.1);
     let times = propagation(&[&a], "EX2", "active", Duration::from_secs(30)).await;
     println!(
@@ -415,7 +424,8 @@ async fn a_three_node_etcd_loses_a_node_and_the_state_still_works() {
         lost.elapsed().as_secs_f64() * 1000.0,
         ms(&times)
     );
-    let (status, answer) = admin_post(&a, "EX1", "drain").await;
+    // A's client may still try the dead node first, as B's did.
+    let (status, answer) = admin_post_until_ok(&a, "EX1", "drain").await;
     assert_eq!(status, 200, "{answer}");
     let times = propagation(&[&b], "EX1", "draining", Duration::from_secs(10)).await;
     println!(
@@ -706,4 +716,133 @@ async fn rpc_client_access_server_set_on_one_instance_is_served_by_all() {
             i.name
         );
     }
+}
+
+// ---- the DAG's active copies ---------------------------------------------
+
+/// The member `db` is mounted on per `admin`'s `GET /api/databases`.
+async fn active(admin: SocketAddr, db: &str) -> Option<String> {
+    let (status, body) = http_get(admin, "/api/databases").await.ok()?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v.as_array()?.iter().find(|d| d["name"] == db)?["active"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_learned_by_one_instance_routes_on_the_others_at_once() {
+    use support::dag::{wait_settled, TestDag};
+    if !etcd::available() {
+        return;
+    }
+    let mut dag = TestDag::two();
+    dag.start("EX1");
+    dag.start("EX2");
+    wait_settled(&dag).await;
+    let dir = tempdir();
+    let certs = make_certs(dir.path());
+    std::fs::write(dir.path().join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    let etcd = Etcd::start(dir.path(), 1).await;
+    let members = [("EX1", dag.addr("EX1")), ("EX2", dag.addr("EX2"))];
+    // `poll`: the [health] interval, which is also the DAG poll's.
+    let instance = |name: &str, poll: &str| {
+        let extra = format!(
+            "[admin]\ntoken_file = \"{}\"\n\n[dag]\nenabled = true\n\n\
+             [cluster]\ninstance = \"{name}\"\n{}\n\
+             [[database]]\nname = \"DB01\"\n\n[[database]]\nname = \"DB02\"\n",
+            dir.path().join("admin.token").display(),
+            cluster_toml(&etcd)
+        );
+        let text = config_toml(&certs, &members, &extra)
+            .replace("interval = \"200ms\"", &format!("interval = \"{poll}\""));
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let log = dir.path().join(format!("{name}.log"));
+        let (proc, addrs) = spawn_array_with(&config, &[], Some(&log));
+        Instance {
+            name: name.to_owned(),
+            proc,
+            addrs,
+        }
+    };
+    let a = instance("a", "200ms");
+    // B polls the members once at its start, then not for a minute: what
+    // it learns meanwhile comes through etcd.
+    let b = instance("b", "60s");
+    for i in [&a, &b] {
+        wait_until(
+            "the instance learned the DAG",
+            Duration::from_secs(60),
+            || async {
+                active(i.addrs.admin, "DB01").await.as_deref() == Some("EX1")
+                    && active(i.addrs.admin, "DB02").await.as_deref() == Some("EX2")
+            },
+        )
+        .await;
+    }
+    let failovers = |i: &Instance| {
+        let admin = i.addrs.admin;
+        async move {
+            metric(
+                admin,
+                "casarray_database_failovers_total",
+                &[("database", "DB01")],
+            )
+            .await
+        }
+    };
+    let before = failovers(&b).await;
+
+    // Move DB01 to EX2 through A: A answers once its map shows it.
+    let auth = format!("Bearer {TOKEN}");
+    let r = http_call(
+        a.addrs.admin,
+        "POST",
+        "/api/databases/DB01/move-active",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        r#"{"server":"EX2"}"#,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let moved = Instant::now();
+    assert_eq!(active(a.addrs.admin, "DB01").await.as_deref(), Some("EX2"));
+    let mut seen = None;
+    while moved.elapsed() < Duration::from_secs(10) {
+        if active(b.addrs.admin, "DB01").await.as_deref() == Some("EX2") {
+            seen = Some(moved.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let Some(took) = seen else {
+        panic!(
+            "b does not route DB01 to EX2 10 s after the move; its log:\n{}",
+            std::fs::read_to_string(dir.path().join("b.log")).unwrap_or_default()
+        );
+    };
+    eprintln!(
+        "move-active through a: b routes DB01 to EX2 after {:.1} ms",
+        took.as_secs_f64() * 1000.0
+    );
+    assert!(
+        took < PROPAGATION,
+        "DAG propagation {took:?} is over {PROPAGATION:?}"
+    );
+    assert_eq!(
+        active(b.addrs.admin, "DB02").await.as_deref(),
+        Some("EX2"),
+        "the other database stays"
+    );
+    // Counted on b as an activation, as its own poll would have.
+    assert_eq!(failovers(&b).await, before + 1.0);
+    let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap_or_default();
+    assert!(log.contains("cluster: DAG active copy written"), "{log}");
 }

@@ -1,7 +1,7 @@
 //! Several instances of one array, one state: `[cluster]` keeps the drain
 //! state the admin API changes, the TLS session ticket keys and the
-//! database directory's `rpc_client_access_server` in etcd, so that every
-//! instance acts alike.
+//! database directory (`rpc_client_access_server`, and the DAG's active
+//! copies) in etcd, so that every instance acts alike.
 //!
 //! - `client`: the etcd connection from `[cluster]`, bounded calls, errors;
 //! - `view`: the keys under the prefix, parsed ([`ClusterView`]);
@@ -11,6 +11,8 @@
 //! - `directory`: `rpc_client_access_server` written to etcd, and the
 //!   effective config (the file's, the cluster's values over it) that
 //!   `serve` builds the snapshot from ([`effective_config`]);
+//! - `dag`: the DAG's active copies, written by the first instance to
+//!   learn a new epoch (compare-and-swap), laid over every instance's map;
 //! - `registry`: this instance under a lease (the instances seen);
 //! - `tickets`: the shared ticket keys, their rotation, the rustls ticketer.
 //!
@@ -18,6 +20,7 @@
 //! drains, as before.
 
 mod client;
+pub mod dag;
 pub mod directory;
 mod members;
 mod registry;
@@ -42,6 +45,7 @@ pub use view::ClusterView;
 
 use crate::api::{ClusterInstanceView, ClusterStatusView};
 use crate::config::{ClusterConfig, Config};
+use crate::dag::Dag;
 use crate::metrics::Metrics;
 
 /// This instance's membership of the cluster, shared by the admin API,
@@ -175,6 +179,16 @@ impl Cluster {
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         let task = tokio::spawn(registry::run(Arc::clone(&self.shared), record));
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(task);
+    }
+
+    /// Shares the DAG's active copies: what `dag`'s poller learns first is
+    /// written to etcd, what the cluster knows is laid over `dag`.
+    pub fn follow_dag(&self, dag: Arc<Dag>, metrics: Metrics) {
+        let task = tokio::spawn(dag::run(Arc::clone(&self.shared), dag, metrics));
         self.tasks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
