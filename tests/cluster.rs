@@ -45,6 +45,9 @@ struct Setup {
     dir: tempfile::TempDir,
     certs: TestCerts,
     backends: Vec<EchoBackend>,
+    /// Mock mailbox servers as the members instead of the echo backends
+    /// ([`Setup::with_mocks`]).
+    mocks: Vec<(Proc, SocketAddr)>,
 }
 
 impl Setup {
@@ -60,10 +63,29 @@ impl Setup {
             dir,
             certs,
             backends,
+            mocks: Vec::new(),
         }
     }
 
+    /// [`Setup::new`] with EX1 and EX2 mock mailbox servers as the members
+    /// (Alice's mailbox in DB01, Bob's in DB02).
+    async fn with_mocks() -> Setup {
+        let mut setup = Setup::new().await;
+        let store = setup.dir.path().join("store");
+        std::fs::create_dir_all(&store).unwrap();
+        let key = setup.certs.key.to_str().unwrap().to_owned();
+        for name in ["EX1", "EX2"] {
+            setup
+                .mocks
+                .push(spawn_mock(name, &store, &["--shared-key", &key]));
+        }
+        setup
+    }
+
     fn members(&self) -> Vec<(&'static str, SocketAddr)> {
+        if let [(_, ex1), (_, ex2)] = self.mocks.as_slice() {
+            return vec![("EX1", *ex1), ("EX2", *ex2)];
+        }
         vec![
             ("EX1", self.backends[0].addr),
             ("EX2", self.backends[1].addr),
@@ -584,6 +606,37 @@ async fn put_rpc(i: &Instance, db: &str, fqdn: &str) -> (u16, String) {
     (r.status, r.body)
 }
 
+/// The EXCH `<Server>` of Alice's (DB01) Autodiscover answer through
+/// `i`: what the rewrite plan of `i`'s snapshot says; `None` when the
+/// answer is not a 200 with one.
+async fn alice_exch_server(client: &Client, i: &Instance) -> Option<String> {
+    let mut to = client.clone();
+    to.addr = i.addrs.https;
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+         <Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\">\
+         <Request><EMailAddress>alice@lab.com</EMailAddress>\
+         <AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>\
+         </Request></Autodiscover>";
+    let req = build(
+        "POST",
+        "/Autodiscover/Autodiscover.xml",
+        &[("content-type", "text/xml")],
+        body,
+    );
+    let r = to.send(req).await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let text = text(&r);
+    // The EXCH protocol that names a server (the WEB section nests one
+    // without).
+    text.split("<Protocol>")
+        .find(|p| p.contains("<Type>EXCH</Type>") && p.contains("<Server>"))
+        .and_then(|p| p.split("<Server>").nth(1))
+        .and_then(|s| s.split("</Server>").next())
+        .map(str::to_owned)
+}
+
 /// `GET /api/databases/{db}` on `i`.
 async fn database(i: &Instance, db: &str) -> serde_json::Value {
     let (status, body) = http_get(i.addrs.admin, &format!("/api/databases/{db}"))
@@ -626,16 +679,27 @@ async fn rpc_client_access_server_set_on_one_instance_is_served_by_all() {
     if !etcd::available() {
         return;
     }
-    let setup = Setup::new().await;
+    let setup = Setup::with_mocks().await;
     let mut etcd = Etcd::start(setup.dir.path(), 1).await;
     let body = format!("{}request_timeout = \"2s\"\n", cluster_toml(&etcd));
     let a = setup.instance_with("a", Some(&body), DATABASES);
     let b = setup.instance_with("b", Some(&body), DATABASES);
     let c = setup.instance_with("c", Some(&body), DATABASES);
     assert_eq!(rpc_server(&b, "DB01").await.as_deref(), Some("ex1.lab.com"));
+    let client = Client::h1(a.addrs.https, &setup.certs.ca_pem);
+    for i in [&b, &c] {
+        wait_until(
+            "Autodiscover answers through the instance",
+            Duration::from_secs(60),
+            || async { alice_exch_server(&client, i).await.as_deref() == Some("ex1.lab.com") },
+        )
+        .await;
+    }
 
     // Set through A: A serves it when the answer comes, B and C within 1 s.
+    let sent = Instant::now();
     let (status, answer) = put_rpc(&a, "db01", "outlook.lab.com").await;
+    let answered = sent.elapsed();
     assert_eq!(status, 200, "{answer}");
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(v["name"], "DB01", "{v}");
@@ -655,13 +719,24 @@ async fn rpc_client_access_server_set_on_one_instance_is_served_by_all() {
     });
     let times = futures_util::future::join_all(waits).await;
     eprintln!(
-        "rpc_client_access_server set on a, served by b, c after: {}",
+        "rpc_client_access_server: PUT on a answered after {}; then served by b, c after: {}",
+        ms(&[answered]),
         ms(&times)
     );
     for t in &times {
         assert!(
             *t < PROPAGATION,
             "directory propagation {t:?} is over {PROPAGATION:?}"
+        );
+    }
+    // And Alice's Autodiscover answer through B and C names it (the
+    // rewrite plan of their snapshots).
+    for i in [&b, &c] {
+        assert_eq!(
+            alice_exch_server(&client, i).await.as_deref(),
+            Some("outlook.lab.com"),
+            "{}",
+            i.name
         );
     }
     // The config files are untouched: the cluster holds the value.
