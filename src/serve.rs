@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::admin::{self, AdminListener};
-use crate::cluster::Cluster;
+use crate::cluster::{self, Cluster};
 use crate::config::{self, Config};
 use crate::dag::poll::DagPoller;
 use crate::dag::Dag;
@@ -28,6 +28,7 @@ use crate::listen::smtp::SmtpListener;
 use crate::listen::Listeners;
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::snapshot::http::Frontend;
 use crate::snapshot::Snapshot;
 use crate::tls::{self, CertStore};
 use crate::upstream::health::HealthChecks;
@@ -154,7 +155,13 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
     let tls_config = tls::server_config(Arc::clone(&certs), &cfg.tls, shared_tickets(&cluster));
     let cfg = Arc::new(cfg);
     let registry = Registry::new();
-    let snap = Snapshot::build(Arc::clone(&cfg), &registry, &metrics, None)?;
+    // With [cluster]: the database directory as the cluster has it.
+    let revision = cluster.as_ref().map(|c| c.view().revision);
+    let effective = cluster::effective_config(&cfg, cluster.as_deref());
+    let snap = Snapshot::build(effective, &registry, &metrics, None)?;
+    if let (Some(c), Some(r)) = (&cluster, revision) {
+        c.applied(r);
+    }
     // Drained members stay drained across restarts: before any traffic.
     admin_state.apply(&snap.upstreams);
     let health = HealthChecks::start(&cfg, &snap.upstreams);
@@ -171,6 +178,11 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         Arc::clone(&live.dag),
         &live.metrics,
     );
+    // With [cluster]: the active copies other instances learned, before
+    // anything serves; and what this one learns first, for them.
+    if let Some(c) = &cluster {
+        c.follow_dag(Arc::clone(&live.dag), live.metrics.clone());
+    }
 
     // Every listener is bound before any serves: a taken port stops the
     // start with nothing half-running.
@@ -247,6 +259,7 @@ pub async fn start(cfg: Config, signals: bool) -> anyhow::Result<Server> {
         reload_rx,
         watcher,
         stop_rx,
+        cluster_changes: running.cluster.as_ref().map(|(c, _)| c.subscribe()),
     };
     let task = tokio::spawn(supervise(
         running,
@@ -281,6 +294,7 @@ async fn supervise(
         mut reload_rx,
         mut watcher,
         mut stop_rx,
+        mut cluster_changes,
     } = events;
     let mut sweep = tokio::time::interval(POOL_SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -299,6 +313,7 @@ async fn supervise(
             }
             Some(()) = next_signal(&mut term) => { tracing::info!("SIGTERM: stopping"); break; }
             Some(()) = next_signal(&mut int) => { tracing::info!("SIGINT: stopping"); break; }
+            Some(()) = next_change(&mut cluster_changes) => running.follow_directory(),
             _ = stop_rx.changed() => { tracing::info!("stop requested"); break; }
         }
     }
@@ -348,6 +363,8 @@ struct Events {
     reload_rx: mpsc::Receiver<()>,
     watcher: Option<tls::FileWatcher>,
     stop_rx: watch::Receiver<bool>,
+    /// With `[cluster]`: changes of the cluster's view.
+    cluster_changes: Option<watch::Receiver<u64>>,
 }
 
 fn signal_stream(
@@ -360,6 +377,13 @@ fn signal_stream(
     signal(kind)
         .map(Some)
         .with_context(|| format!("cannot handle signal {}", kind.as_raw_value()))
+}
+
+async fn next_change(rx: &mut Option<watch::Receiver<u64>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_signal(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
@@ -411,7 +435,7 @@ impl Running {
         let new = Arc::new(new);
         let old = self.live.snapshot.load();
         let snap = Snapshot::build(
-            Arc::clone(&new),
+            cluster::effective_config(&new, self.cluster.as_ref().map(|(c, _)| &**c)),
             &self.registry,
             &self.live.metrics,
             Some(&old),
@@ -432,6 +456,33 @@ impl Running {
         self.dag_poller = dag_poller;
         self.cfg = new;
         Ok(())
+    }
+}
+
+impl Running {
+    /// Follows the cluster's database directory: when the effective
+    /// config's databases differ from the snapshot's, the snapshot is
+    /// replaced by one with the same members (their state, connections and
+    /// health checks untouched) and the HTTP side (the rewrite plan) built
+    /// again from the effective config. Then tells the cluster the view's
+    /// revision is applied.
+    fn follow_directory(&self) {
+        let Some((cluster, _)) = &self.cluster else {
+            return;
+        };
+        let revision = cluster.view().revision;
+        let cfg = cluster::effective_config(&self.cfg, Some(cluster));
+        let old = self.live.snapshot.load_full();
+        if cfg.databases != old.cfg.databases {
+            let snap = Snapshot {
+                http: Frontend::build(&cfg, &self.live.metrics, Some(&old.http)),
+                upstreams: Arc::clone(&old.upstreams),
+                cfg,
+            };
+            self.live.snapshot.store(Arc::new(snap));
+            tracing::info!(revision, "cluster: database directory changed; applied");
+        }
+        cluster.applied(revision);
     }
 }
 

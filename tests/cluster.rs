@@ -9,7 +9,13 @@
 //!   between two instances without `[cluster]`;
 //! - a three-node etcd loses a node and the state still works;
 //! - etcd stopped: every instance keeps serving, mutations answer 503 and
-//!   change nothing; etcd back: a drain made then reaches every instance.
+//!   change nothing; etcd back: a drain made then reaches every instance;
+//! - the database directory: `PUT /api/databases/{name}` on one instance
+//!   is served by the others within 1 s (the time is printed), a new
+//!   instance starts with it, and etcd stopped makes it 503;
+//! - the DAG's active copies: a move-active through one instance routes on
+//!   another that does not poll the members meanwhile, within 1 s (the time
+//!   is printed).
 //!
 //! Without etcd installed the tests skip, unless CASARRAY_REQUIRE_ETCD=1.
 
@@ -39,6 +45,9 @@ struct Setup {
     dir: tempfile::TempDir,
     certs: TestCerts,
     backends: Vec<EchoBackend>,
+    /// Mock mailbox servers as the members instead of the echo backends
+    /// ([`Setup::with_mocks`]).
+    mocks: Vec<(Proc, SocketAddr)>,
 }
 
 impl Setup {
@@ -54,10 +63,29 @@ impl Setup {
             dir,
             certs,
             backends,
+            mocks: Vec::new(),
         }
     }
 
+    /// [`Setup::new`] with EX1 and EX2 mock mailbox servers as the members
+    /// (Alice's mailbox in DB01, Bob's in DB02).
+    async fn with_mocks() -> Setup {
+        let mut setup = Setup::new().await;
+        let store = setup.dir.path().join("store");
+        std::fs::create_dir_all(&store).unwrap();
+        let key = setup.certs.key.to_str().unwrap().to_owned();
+        for name in ["EX1", "EX2"] {
+            setup
+                .mocks
+                .push(spawn_mock(name, &store, &["--shared-key", &key]));
+        }
+        setup
+    }
+
     fn members(&self) -> Vec<(&'static str, SocketAddr)> {
+        if let [(_, ex1), (_, ex2)] = self.mocks.as_slice() {
+            return vec![("EX1", *ex1), ("EX2", *ex2)];
+        }
         vec![
             ("EX1", self.backends[0].addr),
             ("EX2", self.backends[1].addr),
@@ -67,6 +95,11 @@ impl Setup {
     /// Starts instance `name`; `cluster` is the `[cluster]` table's body
     /// (none: no cluster). Returns once it serves (its readiness line).
     fn instance(&self, name: &str, cluster: Option<&str>) -> Instance {
+        self.instance_with(name, cluster, "")
+    }
+
+    /// [`Setup::instance`] with `more` at the end of the config.
+    fn instance_with(&self, name: &str, cluster: Option<&str>, more: &str) -> Instance {
         let mut extra = format!(
             "[admin]\ntoken_file = \"{}\"\n\n",
             self.dir.path().join("admin.token").display()
@@ -74,6 +107,7 @@ impl Setup {
         if let Some(body) = cluster {
             extra.push_str(&format!("[cluster]\ninstance = \"{name}\"\n{body}\n"));
         }
+        extra.push_str(more);
         let text = config_toml(&self.certs, &self.members(), &extra);
         let config = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&config, text).unwrap();
@@ -109,6 +143,19 @@ async fn admin_post(i: &Instance, member: &str, verb: &str) -> (u16, String) {
     .await
     .unwrap_or_else(|e| panic!("{}: {verb} {member}: {e}", i.name));
     (r.status, r.body)
+}
+
+/// [`admin_post`] again (every 100 ms, for at most 30 s) until it answers
+/// 200: while an etcd node is lost, a call may go to it first and time out.
+async fn admin_post_until_ok(i: &Instance, member: &str, verb: &str) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        let answer = admin_post(i, member, verb).await;
+        if answer.0 == 200 || start.elapsed() > Duration::from_secs(30) {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Member `member`'s state on `i` ("active" or "draining").
@@ -391,14 +438,7 @@ async fn a_three_node_etcd_loses_a_node_and_the_state_still_works() {
     let lost = Instant::now();
     // Changes still go through and still reach the other instance, once
     // the clients have moved to the live nodes.
-    let mut answer = (0, String::new());
-    while lost.elapsed() < Duration::from_secs(30) {
-        answer = admin_post(&b, "EX2", "activate").await;
-        if answer.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let answer = admin_post_until_ok(&b, "EX2", "activate").await;
     assert_eq!(answer.0, 200, "activate with a node down: {}", answer.1);
     let times = propagation(&[&a], "EX2", "active", Duration::from_secs(30)).await;
     println!(
@@ -406,7 +446,8 @@ async fn a_three_node_etcd_loses_a_node_and_the_state_still_works() {
         lost.elapsed().as_secs_f64() * 1000.0,
         ms(&times)
     );
-    let (status, answer) = admin_post(&a, "EX1", "drain").await;
+    // A's client may still try the dead node first, as B's did.
+    let (status, answer) = admin_post_until_ok(&a, "EX1", "drain").await;
     assert_eq!(status, 200, "{answer}");
     let times = propagation(&[&b], "EX1", "draining", Duration::from_secs(10)).await;
     println!(
@@ -537,4 +578,346 @@ async fn an_instance_starts_without_etcd_after_its_sync_timeout_and_says_so() {
     let (status, answer) = admin_post(&a, "EX1", "drain").await;
     assert_eq!(status, 503, "{answer}");
     assert_eq!(state(&a, "EX1").await, "active");
+}
+
+// ---- the database directory ----------------------------------------------
+
+/// The databases of the instances of the directory test.
+const DATABASES: &str =
+    "[[database]]\nname = \"DB01\"\nrpc_client_access_server = \"ex1.lab.com\"\n\n\
+    [[database]]\nname = \"DB02\"\n";
+
+/// `PUT /api/databases/{db}` with the token: status and body.
+async fn put_rpc(i: &Instance, db: &str, fqdn: &str) -> (u16, String) {
+    let auth = format!("Bearer {TOKEN}");
+    let r = http_call(
+        i.addrs.admin,
+        "PUT",
+        &format!("/api/databases/{db}"),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        &format!("{{\"rpc_client_access_server\":\"{fqdn}\"}}"),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: PUT {db}: {e}", i.name));
+    (r.status, r.body)
+}
+
+/// The EXCH `<Server>` of Alice's (DB01) Autodiscover answer through
+/// `i`: what the rewrite plan of `i`'s snapshot says; `None` when the
+/// answer is not a 200 with one.
+async fn alice_exch_server(client: &Client, i: &Instance) -> Option<String> {
+    let mut to = client.clone();
+    to.addr = i.addrs.https;
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+         <Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\">\
+         <Request><EMailAddress>alice@lab.com</EMailAddress>\
+         <AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>\
+         </Request></Autodiscover>";
+    let req = build(
+        "POST",
+        "/Autodiscover/Autodiscover.xml",
+        &[("content-type", "text/xml")],
+        body,
+    );
+    let r = to.send(req).await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let text = text(&r);
+    // The EXCH protocol that names a server (the WEB section nests one
+    // without).
+    text.split("<Protocol>")
+        .find(|p| p.contains("<Type>EXCH</Type>") && p.contains("<Server>"))
+        .and_then(|p| p.split("<Server>").nth(1))
+        .and_then(|s| s.split("</Server>").next())
+        .map(str::to_owned)
+}
+
+/// `GET /api/databases/{db}` on `i`.
+async fn database(i: &Instance, db: &str) -> serde_json::Value {
+    let (status, body) = http_get(i.addrs.admin, &format!("/api/databases/{db}"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}: {body}", i.name);
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn rpc_server(i: &Instance, db: &str) -> Option<String> {
+    database(i, db).await["rpc_client_access_server"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// How long until `db`'s `field` on `i` is `want`, polled every 5 ms, at
+/// most `limit`; panics past it.
+async fn time_until_database(
+    i: &Instance,
+    db: &str,
+    field: &str,
+    want: &str,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let v = database(i, db).await;
+        if v[field] == want {
+            return start.elapsed();
+        }
+        if start.elapsed() > limit {
+            panic!("{}: {db} {field} not {want} after {limit:?}: {v}", i.name);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_client_access_server_set_on_one_instance_is_served_by_all() {
+    if !etcd::available() {
+        return;
+    }
+    let setup = Setup::with_mocks().await;
+    let mut etcd = Etcd::start(setup.dir.path(), 1).await;
+    let body = format!("{}request_timeout = \"2s\"\n", cluster_toml(&etcd));
+    let a = setup.instance_with("a", Some(&body), DATABASES);
+    let b = setup.instance_with("b", Some(&body), DATABASES);
+    let c = setup.instance_with("c", Some(&body), DATABASES);
+    assert_eq!(rpc_server(&b, "DB01").await.as_deref(), Some("ex1.lab.com"));
+    let client = Client::h1(a.addrs.https, &setup.certs.ca_pem);
+    for i in [&b, &c] {
+        wait_until(
+            "Autodiscover answers through the instance",
+            Duration::from_secs(60),
+            || async { alice_exch_server(&client, i).await.as_deref() == Some("ex1.lab.com") },
+        )
+        .await;
+    }
+
+    // Set through A: A serves it when the answer comes, B and C within 1 s.
+    let sent = Instant::now();
+    let (status, answer) = put_rpc(&a, "db01", "outlook.lab.com").await;
+    let answered = sent.elapsed();
+    assert_eq!(status, 200, "{answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["name"], "DB01", "{v}");
+    assert_eq!(v["changed"], true, "{v}");
+    assert_eq!(
+        rpc_server(&a, "DB01").await.as_deref(),
+        Some("outlook.lab.com")
+    );
+    let waits = [&b, &c].map(|i| {
+        time_until_database(
+            i,
+            "DB01",
+            "rpc_client_access_server",
+            "outlook.lab.com",
+            Duration::from_secs(10),
+        )
+    });
+    let times = futures_util::future::join_all(waits).await;
+    eprintln!(
+        "rpc_client_access_server: PUT on a answered after {}; then served by b, c after: {}",
+        ms(&[answered]),
+        ms(&times)
+    );
+    for t in &times {
+        assert!(
+            *t < PROPAGATION,
+            "directory propagation {t:?} is over {PROPAGATION:?}"
+        );
+    }
+    // And Alice's Autodiscover answer through B and C names it (the
+    // rewrite plan of their snapshots).
+    for i in [&b, &c] {
+        assert_eq!(
+            alice_exch_server(&client, i).await.as_deref(),
+            Some("outlook.lab.com"),
+            "{}",
+            i.name
+        );
+    }
+    // The config files are untouched: the cluster holds the value.
+    for i in [&a, &b, &c] {
+        let text =
+            std::fs::read_to_string(setup.dir.path().join(format!("{}.toml", i.name))).unwrap();
+        assert!(!text.contains("outlook.lab.com"), "{}: {text}", i.name);
+    }
+    // `casarray status` shows the effective value.
+    let admin = c.addrs.admin.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["status", "--admin", &admin])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("outlook.lab.com"), "{stdout}");
+
+    // Refusals: an unknown database, a bad name; nothing changes.
+    let (status, answer) = put_rpc(&b, "DB09", "outlook.lab.com").await;
+    assert_eq!(status, 404, "{answer}");
+    let (status, answer) = put_rpc(&b, "DB02", "not_a_name").await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(rpc_server(&c, "DB02").await, None);
+
+    // A fourth instance starts with the cluster's value.
+    let d = setup.instance_with("d", Some(&body), DATABASES);
+    assert_eq!(
+        rpc_server(&d, "DB01").await.as_deref(),
+        Some("outlook.lab.com"),
+        "d serves with the cluster's directory"
+    );
+
+    // etcd stopped: 503, and nothing changes on any instance.
+    etcd.kill(0);
+    wait_until("b sees etcd gone", Duration::from_secs(30), || async {
+        !connected(&b).await
+    })
+    .await;
+    let (status, answer) = put_rpc(&b, "DB01", "other.lab.com").await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("etcd"), "{answer}");
+    for i in [&a, &b, &c, &d] {
+        assert_eq!(
+            rpc_server(i, "DB01").await.as_deref(),
+            Some("outlook.lab.com"),
+            "{}: changed while etcd was away",
+            i.name
+        );
+    }
+}
+
+// ---- the DAG's active copies ---------------------------------------------
+
+/// The member `db` is mounted on per `admin`'s `GET /api/databases`.
+async fn active(admin: SocketAddr, db: &str) -> Option<String> {
+    let (status, body) = http_get(admin, "/api/databases").await.ok()?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v.as_array()?.iter().find(|d| d["name"] == db)?["active"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_learned_by_one_instance_routes_on_the_others_at_once() {
+    use support::dag::{wait_settled, TestDag};
+    if !etcd::available() {
+        return;
+    }
+    let mut dag = TestDag::two();
+    dag.start("EX1");
+    dag.start("EX2");
+    wait_settled(&dag).await;
+    let dir = tempdir();
+    let certs = make_certs(dir.path());
+    std::fs::write(dir.path().join("admin.token"), format!("{TOKEN}\n")).unwrap();
+    let etcd = Etcd::start(dir.path(), 1).await;
+    let members = [("EX1", dag.addr("EX1")), ("EX2", dag.addr("EX2"))];
+    // `poll`: the [health] interval, which is also the DAG poll's.
+    let instance = |name: &str, poll: &str| {
+        let extra = format!(
+            "[admin]\ntoken_file = \"{}\"\n\n[dag]\nenabled = true\n\n\
+             [cluster]\ninstance = \"{name}\"\n{}\n\
+             [[database]]\nname = \"DB01\"\n\n[[database]]\nname = \"DB02\"\n",
+            dir.path().join("admin.token").display(),
+            cluster_toml(&etcd)
+        );
+        let text = config_toml(&certs, &members, &extra)
+            .replace("interval = \"200ms\"", &format!("interval = \"{poll}\""));
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let log = dir.path().join(format!("{name}.log"));
+        let (proc, addrs) = spawn_array_with(&config, &[], Some(&log));
+        Instance {
+            name: name.to_owned(),
+            proc,
+            addrs,
+        }
+    };
+    let a = instance("a", "200ms");
+    // B polls the members once at its start, then not for a minute: what
+    // it learns meanwhile comes through etcd.
+    let b = instance("b", "60s");
+    for i in [&a, &b] {
+        wait_until(
+            "the instance learned the DAG",
+            Duration::from_secs(60),
+            || async {
+                active(i.addrs.admin, "DB01").await.as_deref() == Some("EX1")
+                    && active(i.addrs.admin, "DB02").await.as_deref() == Some("EX2")
+            },
+        )
+        .await;
+    }
+    let failovers = |i: &Instance| {
+        let admin = i.addrs.admin;
+        async move {
+            metric(
+                admin,
+                "casarray_database_failovers_total",
+                &[("database", "DB01")],
+            )
+            .await
+        }
+    };
+    let before = failovers(&b).await;
+
+    // Move DB01 to EX2 through A: A answers once its map shows it.
+    let auth = format!("Bearer {TOKEN}");
+    let r = http_call(
+        a.addrs.admin,
+        "POST",
+        "/api/databases/DB01/move-active",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        r#"{"server":"EX2"}"#,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let moved = Instant::now();
+    assert_eq!(active(a.addrs.admin, "DB01").await.as_deref(), Some("EX2"));
+    let mut seen = None;
+    while moved.elapsed() < Duration::from_secs(10) {
+        if active(b.addrs.admin, "DB01").await.as_deref() == Some("EX2") {
+            seen = Some(moved.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let Some(took) = seen else {
+        panic!(
+            "b does not route DB01 to EX2 10 s after the move; its log:\n{}",
+            std::fs::read_to_string(dir.path().join("b.log")).unwrap_or_default()
+        );
+    };
+    eprintln!(
+        "move-active through a: b routes DB01 to EX2 after {:.1} ms",
+        took.as_secs_f64() * 1000.0
+    );
+    assert!(
+        took < PROPAGATION,
+        "DAG propagation {took:?} is over {PROPAGATION:?}"
+    );
+    assert_eq!(
+        active(b.addrs.admin, "DB02").await.as_deref(),
+        Some("EX2"),
+        "the other database stays"
+    );
+    // Counted on b as an activation, as its own poll would have.
+    assert_eq!(failovers(&b).await, before + 1.0);
+    let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap_or_default();
+    assert!(log.contains("cluster: DAG active copy written"), "{log}");
 }

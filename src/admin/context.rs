@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwapOption;
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 
 use super::error::AdminError;
 use super::state::{self, AdminState, StateError};
@@ -46,6 +46,21 @@ pub enum DrainError {
     /// changed on any instance.
     #[error("the cluster's state (etcd) cannot be changed now; nothing was changed")]
     Cluster(#[source] ClusterError),
+}
+
+/// The answer to a change etcd did not take (unreachable, no leader, no
+/// answer within `[cluster] request_timeout`): 503, nothing changed on any
+/// instance. Drains, activates and directory edits answer it alike.
+pub const CLUSTER_UNAVAILABLE: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+
+impl DrainError {
+    /// The HTTP status of the refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            DrainError::Cluster(_) => CLUSTER_UNAVAILABLE,
+            DrainError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 /// What a drain or activate call did.

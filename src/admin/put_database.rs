@@ -1,10 +1,19 @@
 //! `PUT /api/databases/{name}` `{"rpc_client_access_server": "..."}`:
 //! `Set-MailboxDatabase -RpcClientAccessServer` over HTTP.
 //!
-//! The value is written to the config file (validated, atomically, comments
-//! kept) by [`crate::directory::set_database_rpc`]; the array's watch on its
-//! config file then reloads it, so the change survives a restart and
-//! `GET /api/databases` shows it once the reload is done.
+//! Without `[cluster]` the value is written to the config file (validated,
+//! atomically, comments kept) by [`crate::directory::set_database_rpc`];
+//! the array's watch on its config file then reloads it, so the change
+//! survives a restart and `GET /api/databases` shows it once the reload is
+//! done.
+//!
+//! With `[cluster]` it is written to etcd (`<prefix>/databases/<db>`, see
+//! `crate::cluster::directory`), never to the file: every instance takes
+//! it through its watch, over its config file's value. The database must be
+//! one of this instance's config (404) and the value a host name (422),
+//! checked by [`crate::directory::check_database_rpc`]; etcd unreachable is
+//! 503 and nothing changes anywhere. The answer comes once this instance
+//! serves the new value.
 
 use std::path::PathBuf;
 
@@ -14,8 +23,11 @@ use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::context::CLUSTER_UNAVAILABLE;
 use super::reply::{self, Reply};
-use crate::directory::{set_database_rpc, DatabaseSelector, DirectoryError};
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::directory::{check_database_rpc, set_database_rpc, DatabaseSelector, DirectoryError};
 
 /// Largest request body taken: 64 KiB.
 const MAX_BODY: usize = 64 * 1024;
@@ -26,10 +38,11 @@ struct Body {
     rpc_client_access_server: String,
 }
 
-/// Sets database `name`'s (case-insensitive) RpcClientAccessServer in the
-/// config at `config_path` from the JSON `body`; answers
+/// Sets database `name`'s (case-insensitive) RpcClientAccessServer from the
+/// JSON `body`: in `cluster` when there is one, else in the config file of
+/// `cfg` (the snapshot's: the effective config); answers
 /// `{"name","rpc_client_access_server","changed"}`.
-pub async fn put<B>(config_path: PathBuf, name: &str, body: B) -> Reply
+pub async fn put<B>(cfg: &Config, cluster: Option<&Cluster>, name: &str, body: B) -> Reply
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -53,6 +66,46 @@ where
         }
     };
     let fqdn = wanted.rpc_client_access_server;
+    match cluster {
+        Some(cluster) => put_in_cluster(cfg, cluster, name, fqdn).await,
+        None => put_in_file(cfg.path.clone(), name, fqdn).await,
+    }
+}
+
+/// The value through etcd.
+async fn put_in_cluster(cfg: &Config, cluster: &Cluster, name: &str, fqdn: String) -> Reply {
+    let name = match check_database_rpc(cfg, name, &fqdn) {
+        Ok(n) => n,
+        Err(e) => return reply::error(status_of(&e), e.to_string()),
+    };
+    let before = cfg
+        .databases
+        .iter()
+        .find(|d| d.name == name)
+        .and_then(|d| d.rpc_client_access_server.as_deref());
+    let changed = before != Some(fqdn.as_str());
+    match cluster.set_rpc_client_access_server(&name, &fqdn).await {
+        Ok(()) => {
+            tracing::info!(database = %name, rpc_client_access_server = %fqdn, changed, "admin: database set in the cluster");
+            reply::json(&json!({
+                "name": name,
+                "rpc_client_access_server": fqdn,
+                "changed": changed,
+            }))
+        }
+        Err(e) => {
+            let text = format!(
+                "the cluster's state (etcd) cannot be changed now; nothing was changed: {}",
+                crate::errors::error_chain(&e)
+            );
+            tracing::error!(database = %name, "admin: database not set: {text}");
+            reply::error(CLUSTER_UNAVAILABLE, text)
+        }
+    }
+}
+
+/// The value in the config file at `config_path`.
+async fn put_in_file(config_path: PathBuf, name: &str, fqdn: String) -> Reply {
     let selector = DatabaseSelector::Names(vec![name.to_owned()]);
     let value = fqdn.clone();
     let done =
@@ -82,7 +135,9 @@ fn status_of(e: &DirectoryError) -> StatusCode {
         DirectoryError::UnknownDatabase { .. } | DirectoryError::NoDatabase { .. } => {
             StatusCode::NOT_FOUND
         }
-        DirectoryError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        DirectoryError::Refused(_) | DirectoryError::BadValue { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         DirectoryError::Config(_)
         | DirectoryError::Layout { .. }
         | DirectoryError::Busy { .. }
@@ -118,12 +173,8 @@ mod tests {
         name: &str,
         body: &str,
     ) -> (StatusCode, serde_json::Value) {
-        let r = put(
-            path.to_path_buf(),
-            name,
-            Full::new(Bytes::from(body.to_owned())),
-        )
-        .await;
+        let cfg = crate::config::load(path).unwrap();
+        let r = put(&cfg, None, name, Full::new(Bytes::from(body.to_owned()))).await;
         let status = r.status();
         let bytes = r.into_body().collect().await.unwrap().to_bytes();
         (status, serde_json::from_slice(&bytes).unwrap())
@@ -187,5 +238,20 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), CONFIG);
+    }
+
+    #[test]
+    fn the_cluster_check_refuses_as_the_file_edit_does() {
+        let (_d, path) = setup();
+        let cfg = crate::config::load(&path).unwrap();
+        assert_eq!(
+            check_database_rpc(&cfg, "db01", "mail.lab.com").unwrap(),
+            "DB01"
+        );
+        let e = check_database_rpc(&cfg, "DB09", "mail.lab.com").unwrap_err();
+        assert_eq!(status_of(&e), StatusCode::NOT_FOUND, "{e}");
+        let e = check_database_rpc(&cfg, "DB01", "not a name!").unwrap_err();
+        assert_eq!(status_of(&e), StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert!(e.to_string().contains("not a valid DNS name"), "{e}");
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 
-use super::context::{Admin, DrainChange, DrainError};
+use super::context::{Admin, DrainChange};
 use super::dag_calls::{self, Change};
 use super::page::{Asset, Sampler};
 use super::put_database;
@@ -174,11 +174,7 @@ where
                 Err(e) => {
                     let text = crate::errors::error_chain(&e);
                     tracing::error!(%peer, %member, "admin: drain state not changed: {text}");
-                    let status = match e {
-                        DrainError::Cluster(_) => StatusCode::SERVICE_UNAVAILABLE,
-                        DrainError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                    };
-                    reply::error(status, text)
+                    reply::error(e.status(), text)
                 }
             }
         }
@@ -197,8 +193,13 @@ where
         }
         Endpoint::Database(name) => {
             let name = name.to_owned();
-            let config = snap.cfg.path.clone();
-            put_database::put(config, &name, req.into_body()).await
+            put_database::put(
+                &snap.cfg,
+                admin.cluster().map(|c| &**c),
+                &name,
+                req.into_body(),
+            )
+            .await
         }
         Endpoint::DagChange(db, change) => {
             dag_calls::handle(&snap, dag, db, change, req.into_body()).await

@@ -102,12 +102,14 @@ fn render_cluster(c: &ClusterStatusView, now_ms: i64) -> String {
     out
 }
 
-/// The database map, when the members run a DAG: each database, the member
-/// holding its active copy, its copies' states; nothing without a DAG.
+/// The databases the array knows something about: each with its
+/// RpcClientAccessServer (the effective one: with `[cluster]`, the
+/// cluster's), and when the members run a DAG the member holding its active
+/// copy and its copies' states; nothing when no database has either.
 fn render_databases(databases: &[DatabaseView]) -> String {
     let rows: Vec<Vec<String>> = databases
         .iter()
-        .filter(|d| !d.copies.is_empty())
+        .filter(|d| !d.copies.is_empty() || d.rpc_client_access_server.is_some())
         .map(|d| {
             let copies: Vec<String> = d
                 .copies
@@ -120,12 +122,18 @@ fn render_databases(databases: &[DatabaseView]) -> String {
                     s
                 })
                 .collect();
+            let active = match (&d.active, d.copies.is_empty()) {
+                (Some(a), _) => a.clone(),
+                (None, true) => "-".to_owned(),
+                (None, false) => "NONE MOUNTED".to_owned(),
+            };
             vec![
                 d.name.clone(),
-                d.active
-                    .clone()
-                    .unwrap_or_else(|| "NONE MOUNTED".to_owned()),
+                active,
                 d.failovers.to_string(),
+                d.rpc_client_access_server
+                    .clone()
+                    .unwrap_or_else(|| "-".to_owned()),
                 copies.join(", "),
             ]
         })
@@ -135,7 +143,13 @@ fn render_databases(databases: &[DatabaseView]) -> String {
     }
     let mut out = String::from("\n");
     out.push_str(&table(
-        &["Database", "Active", "Failovers", "Copies"],
+        &[
+            "Database",
+            "Active",
+            "Failovers",
+            "RpcClientAccessServer",
+            "Copies",
+        ],
         &rows,
         &[2],
     ));
@@ -360,20 +374,26 @@ EX2 ecp is down: last check 3s ago: 503 Service Unavailable
                   {"server":"EX2","activation_preference":2,"status":"Healthy","copy_queue":3}]},
                 {"name":"DB02","active":null,"failovers":2,"copies":[
                   {"server":"EX2","activation_preference":1,"status":"ServiceDown"}]},
-                {"name":"DB03"}]"#,
+                {"name":"DB03"},
+                {"name":"DB04","rpc_client_access_server":"outlook.lab.com"}]"#,
         )
         .unwrap();
-        let text = render_databases(&dbs);
+        let text = render_databases(&dbs[..3]);
         assert_eq!(
             text,
             "\n\
-Database  Active        Failovers  Copies
---------  ------        ---------  ------
-DB01      EX1                   0  EX1 Mounted, EX2 Healthy (queues 3/0)
-DB02      NONE MOUNTED          2  EX2 ServiceDown
+Database  Active        Failovers  RpcClientAccessServer  Copies
+--------  ------        ---------  ---------------------  ------
+DB01      EX1                   0  -                      EX1 Mounted, EX2 Healthy (queues 3/0)
+DB02      NONE MOUNTED          2  -                      EX2 ServiceDown
 "
         );
-        assert_eq!(render_databases(&dbs[2..]), "");
+        assert_eq!(render_databases(&dbs[2..3]), "");
+        let text = render_databases(&dbs[3..]);
+        assert!(
+            text.contains("DB04      -               0  outlook.lab.com"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! Several instances of one array, one state: `[cluster]` keeps the drain
-//! state the admin API changes and the TLS session ticket keys in etcd, so
-//! that every instance acts alike. (The database directory is not shared
-//! yet: each instance reads it from its config file and learns the DAG's
-//! active copies itself.)
+//! state the admin API changes, the TLS session ticket keys and the
+//! database directory (`rpc_client_access_server`, and the DAG's active
+//! copies) in etcd, so that every instance acts alike.
 //!
 //! - `client`: the etcd connection from `[cluster]`, bounded calls, errors;
 //! - `view`: the keys under the prefix, parsed ([`ClusterView`]);
 //! - `sync`: load everything, then follow a watch; on any failure load
 //!   again (the connected flag, metric and log say when it is lost);
 //! - `members`: drain and activate, written to etcd;
+//! - `directory`: `rpc_client_access_server` written to etcd, and the
+//!   effective config (the file's, the cluster's values over it) that
+//!   `serve` builds the snapshot from ([`effective_config`]);
+//! - `dag`: the DAG's active copies, written by the first instance to
+//!   learn a new epoch (compare-and-swap), laid over every instance's map;
 //! - `registry`: this instance under a lease (the instances seen);
 //! - `tickets`: the shared ticket keys, their rotation, the rustls ticketer.
 //!
@@ -16,6 +20,8 @@
 //! drains, as before.
 
 mod client;
+pub mod dag;
+pub mod directory;
 mod members;
 mod registry;
 mod sync;
@@ -39,6 +45,7 @@ pub use view::ClusterView;
 
 use crate::api::{ClusterInstanceView, ClusterStatusView};
 use crate::config::{ClusterConfig, Config};
+use crate::dag::Dag;
 use crate::metrics::Metrics;
 
 /// This instance's membership of the cluster, shared by the admin API,
@@ -62,6 +69,9 @@ struct Shared {
     ticketer: Arc<ClusterTicketer>,
     /// The lease this instance is registered under (0: none).
     lease: AtomicI64,
+    /// The view revision `serve` has applied to the snapshot (the database
+    /// directory); see [`Cluster::applied`].
+    applied: watch::Sender<i64>,
 }
 
 impl Cluster {
@@ -104,6 +114,7 @@ impl Cluster {
             changed: watch::channel(0).0,
             ticketer,
             lease: AtomicI64::new(0),
+            applied: watch::channel(0).0,
         });
         let tasks = vec![
             tokio::spawn(sync::run(Arc::clone(&shared), opts)),
@@ -174,6 +185,16 @@ impl Cluster {
             .push(task);
     }
 
+    /// Shares the DAG's active copies: what `dag`'s poller learns first is
+    /// written to etcd, what the cluster knows is laid over `dag`.
+    pub fn follow_dag(&self, dag: Arc<Dag>, metrics: Metrics) {
+        let task = tokio::spawn(dag::run(Arc::clone(&self.shared), dag, metrics));
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(task);
+    }
+
     /// Leaves the cluster: revokes this instance's lease (bounded), so the
     /// others stop listing it at once.
     pub async fn leave(&self) {
@@ -221,6 +242,30 @@ impl Cluster {
                 })
                 .collect(),
         }
+    }
+
+    /// `serve` has applied the view at `revision` (the snapshot is built
+    /// from [`effective_config`] of it): admin changes waiting for
+    /// it return.
+    pub fn applied(&self, revision: i64) {
+        self.shared.applied.send_if_modified(|r| {
+            let newer = revision > *r;
+            if newer {
+                *r = revision;
+            }
+            newer
+        });
+    }
+
+    /// Sets database `name`'s (as configured) `rpc_client_access_server` to
+    /// `fqdn` (a checked host name) for the whole cluster, in etcd; an
+    /// error when etcd did not take it (nothing changed anywhere).
+    pub async fn set_rpc_client_access_server(
+        &self,
+        name: &str,
+        fqdn: &str,
+    ) -> Result<(), ClusterError> {
+        directory::set_rpc_client_access_server(&self.shared, name, fqdn).await
     }
 
     /// Drains member `member` (`drained`) or puts it back, in etcd. `Ok`
@@ -291,6 +336,14 @@ impl Shared {
             && self.view.load().revision >= revision
     }
 
+    /// Waits until `serve` has applied `revision` (at most `limit`).
+    async fn wait_applied(&self, revision: i64, limit: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Changes the view with `edit` (the watch's events, in order).
     fn edit(&self, edit: impl FnOnce(&mut ClusterView)) {
         let mut view = (*self.view.load_full()).clone();
@@ -306,6 +359,14 @@ impl Shared {
             self.changed.send_modify(|n| *n += 1);
         }
     }
+}
+
+/// The config the snapshot is built from: `cfg` (the config file) and,
+/// with `[cluster]`, the cluster's database directory laid over it. `serve`
+/// makes it here at start, on reload and on each change of the cluster.
+pub fn effective_config(cfg: &Arc<Config>, cluster: Option<&Cluster>) -> Arc<Config> {
+    let view = cluster.map(Cluster::view);
+    directory::effective_config(cfg, view.as_deref())
 }
 
 /// The rotation of the ticket keys: looked at every tenth of the period

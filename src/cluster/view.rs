@@ -8,7 +8,13 @@
 //! - `/instances/<instance>`: a running instance, under its lease (JSON
 //!   [`InstanceRecord`]);
 //! - `/tickets`: the TLS session ticket keys (`super::tickets`); never
-//!   logged.
+//!   logged;
+//! - `/databases/<database, lower case>`: the database's
+//!   `rpc_client_access_server` set through the admin API (JSON
+//!   [`DatabaseRecord`]), over the config file's;
+//! - `/dag/<database, lower case>`: the database's active copy and its
+//!   epoch, as the first instance to learn it wrote it (JSON
+//!   [`DagRecord`], kept with its `mod_revision` for the compare-and-swap).
 //!
 //! A value that cannot be understood is logged (its key only) and skipped:
 //! one bad key never stops the others.
@@ -17,6 +23,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::dag::DagRecord;
+use super::directory::DatabaseRecord;
 use super::tickets::TicketKeys;
 
 /// `/drain/<member>`.
@@ -60,6 +68,11 @@ pub struct ClusterView {
     /// The ticket keys and the revision of their key (for rotation's
     /// compare-and-swap).
     pub tickets: Option<(TicketKeys, i64)>,
+    /// `rpc_client_access_server` overrides by lower-case database name.
+    pub databases: BTreeMap<String, DatabaseRecord>,
+    /// DAG active copies by lower-case database name, with the revision
+    /// of their key.
+    pub dag: BTreeMap<String, (DagRecord, i64)>,
 }
 
 /// The key of one kind of record, relative to the prefix.
@@ -100,6 +113,18 @@ impl ClusterView {
         match kind {
             "drain" => put_or_delete(&mut self.drained, name, value, rest),
             "instances" => put_or_delete(&mut self.instances, name, value, rest),
+            "databases" => put_or_delete(&mut self.databases, name, value, rest),
+            "dag" => match value.map(serde_json::from_slice::<DagRecord>) {
+                None => {
+                    self.dag.remove(name);
+                }
+                Some(Ok(record)) => {
+                    self.dag.insert(name.to_owned(), (record, mod_revision));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(key = rest, "cluster: value not understood, skipped: {e}")
+                }
+            },
             "tickets" => {
                 self.tickets = match value.map(serde_json::from_slice::<TicketKeys>) {
                     None => None,

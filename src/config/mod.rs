@@ -31,6 +31,9 @@ pub use error::ConfigError;
 pub use model::*;
 pub use profile::{exchange_profile, Profile};
 pub use span::Position;
+/// The config's own check of a host name, for edits made outside the file
+/// (the admin API with `[cluster]`).
+pub(crate) use values::dns_name;
 
 /// Reads and validates the config file at `path`. A missing or unreadable
 /// file is a [`ConfigError::Read`] naming it.

@@ -20,6 +20,15 @@ pub struct Database {
     pub copies: Vec<CopyView>,
 }
 
+/// A database's active copy as another instance learned it (through
+/// `[cluster]`): the member it is mounted on at `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Learned {
+    pub database: String,
+    pub mounted: String,
+    pub epoch: u64,
+}
+
 /// Where a request's mailbox lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -99,6 +108,36 @@ impl DagMap {
         }
     }
 
+    /// This map with each of `learned` that is newer (a higher epoch) than
+    /// its database here laid over it: the database mounted on the learned
+    /// member (its copy there `Mounted`, another said `Mounted`
+    /// `Dismounted`). A database this map does not have is left out.
+    pub fn overlaid(&self, learned: &[Learned]) -> DagMap {
+        let mut out = self.clone();
+        for l in learned {
+            let Some(db) = out
+                .databases
+                .iter_mut()
+                .find(|d| d.name.eq_ignore_ascii_case(&l.database))
+            else {
+                continue;
+            };
+            if l.epoch <= db.epoch {
+                continue;
+            }
+            db.epoch = l.epoch;
+            db.mounted = Some(l.mounted.clone());
+            for c in &mut db.copies {
+                if c.server.eq_ignore_ascii_case(&l.mounted) {
+                    c.status = "Mounted".to_owned();
+                } else if c.status == "Mounted" {
+                    c.status = "Dismounted".to_owned();
+                }
+            }
+        }
+        out
+    }
+
     fn lookup(&self, id: &str) -> Option<&usize> {
         if let Some(db) = self.mailboxes.get(id) {
             return Some(db);
@@ -133,6 +172,24 @@ mod tests {
                 ("carol@lab.com".into(), "".into(), "DB09".into()),
             ],
         )
+    }
+
+    #[test]
+    fn a_newer_learned_copy_is_laid_over_an_older_never() {
+        let m = two_databases();
+        let learned = |db: &str, on: &str, epoch| Learned {
+            database: db.into(),
+            mounted: on.into(),
+            epoch,
+        };
+        // Same epoch or older: the map's own word stands.
+        let same = m.overlaid(&[learned("db01", "EX2", 1), learned("DB09", "EX2", 9)]);
+        assert_eq!(same, m);
+        // Newer: routed to the learned member.
+        let moved = m.overlaid(&[learned("db01", "EX2", 2), learned("DB02", "EX1", 5)]);
+        assert_eq!(moved.route("alice"), Route::Active("EX2"));
+        assert_eq!(moved.route("bob"), Route::Active("EX1"));
+        assert_eq!(moved.database("DB01").map(|d| d.epoch), Some(2));
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! Without a DAG (members that answer 404 to `/mock/dag/status`, or real
 //! Exchange servers) the map stays empty and routing is the services'
 //! ordinary rule.
+//!
+//! With `[cluster]`, other instances' learning is laid over this one's
+//! ([`Dag::learn`]): a database whose active copy the cluster knows at a
+//! newer epoch than this instance's own poll is routed to the cluster's
+//! member at once, and the poller is poked to confirm.
 
 pub mod command;
 pub mod map;
@@ -20,19 +25,32 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
-pub use map::{DagMap, Route};
+pub use map::{DagMap, Learned, Route};
 
 /// The live DAG map, shared by the poller (writer) and the data path and
 /// admin API (readers).
 #[derive(Debug, Default)]
 pub struct Dag {
+    /// What routing uses: `own` with `learned` laid over it.
     map: ArcSwap<DagMap>,
+    /// The poller's own map, and the active copies learned from the
+    /// cluster; the lock serialises the making of `map`.
+    sources: Mutex<Sources>,
+    /// Counts changes of the poller's own map.
+    own_changed: tokio::sync::watch::Sender<u64>,
     /// Pokes the poller for a round now.
     refresh: Notify,
     /// Woken at each new map.
     changed: Notify,
     /// The last mounted member of each database, for counting activations.
     last_mounted: Mutex<HashMap<String, String>>,
+}
+
+/// What `map` is made of.
+#[derive(Debug, Default)]
+struct Sources {
+    own: DagMap,
+    learned: Vec<Learned>,
 }
 
 impl Dag {
@@ -65,9 +83,58 @@ impl Dag {
         self.changed.notified().await;
     }
 
-    /// Takes a freshly merged map: swapped in when it differs, activations
-    /// counted, `casarray_database_active` set.
+    /// The poller's own map (without what the cluster taught).
+    pub fn own(&self) -> DagMap {
+        self.sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .own
+            .clone()
+    }
+
+    /// Changes whenever the poller's own map does.
+    pub fn subscribe_own(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.own_changed.subscribe()
+    }
+
+    /// Takes a freshly merged map from the poller: with what the cluster
+    /// taught laid over it, swapped in when it differs (see
+    /// [`Dag::publish_map`]).
     pub fn publish(&self, map: DagMap, metrics: &Metrics) {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        if sources.own != map {
+            sources.own = map;
+            self.own_changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        self.publish_map(sources.own.overlaid(&sources.learned), metrics);
+    }
+
+    /// Takes the active copies the cluster knows (`learned`, each at its
+    /// epoch): laid over the poller's map where newer, routed at once; when
+    /// one is newer than the poller's own, the poller is poked to confirm.
+    pub fn learn(&self, learned: Vec<Learned>, metrics: &Metrics) {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        if sources.learned == learned {
+            return;
+        }
+        sources.learned = learned;
+        // The cluster knows something this poller does not (yet): confirm.
+        let behind = sources.learned.iter().any(|l| {
+            sources
+                .own
+                .database(&l.database)
+                .is_none_or(|d| l.epoch > d.epoch)
+        });
+        if behind {
+            self.refresh();
+        }
+        let map = sources.own.overlaid(&sources.learned);
+        self.publish_map(map, metrics);
+    }
+
+    /// Swaps `map` in when it differs: activations counted,
+    /// `casarray_database_active` set.
+    fn publish_map(&self, map: DagMap, metrics: &Metrics) {
         if **self.map.load() == map {
             return;
         }

@@ -30,6 +30,31 @@ pub fn list_databases(cfg: &Config) -> Vec<DatabaseInfo> {
         .collect()
 }
 
+/// Checks `Set-MailboxDatabase NAME -RpcClientAccessServer FQDN` against
+/// `cfg` without writing anything (with `[cluster]` the value goes to etcd,
+/// not to the file): `name` (case-insensitive) must be one of `cfg`'s
+/// databases ([`DirectoryError::UnknownDatabase`]) and `fqdn` a host name as
+/// the config's own check wants it ([`DirectoryError::BadValue`]). Returns
+/// the database's name as configured.
+pub fn check_database_rpc(cfg: &Config, name: &str, fqdn: &str) -> Result<String, DirectoryError> {
+    let selected = select(
+        cfg,
+        &DatabaseSelector::Names(vec![name.to_owned()]),
+        &cfg.path,
+    )?;
+    config::dns_name(fqdn).map_err(|why| DirectoryError::BadValue {
+        key: "database.rpc_client_access_server",
+        why,
+    })?;
+    selected
+        .into_iter()
+        .next()
+        .ok_or_else(|| DirectoryError::NoDatabase {
+            path: cfg.path.clone(),
+            why: "no name given".to_string(),
+        })
+}
+
 /// What `set` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SetOutcome {

@@ -19,6 +19,10 @@ pub enum DirectoryError {
     /// The edit would make the config invalid; nothing was written.
     #[error("refused (nothing written): the result would be invalid: {0}")]
     Refused(ConfigError),
+    /// A value the config would refuse (checked without a file: the
+    /// cluster's directory in etcd); nothing was changed.
+    #[error("refused (nothing changed): {key}: {why}")]
+    BadValue { key: &'static str, why: String },
     /// Names that match no `[[database]]`.
     #[error("{}: no database named {} (databases: {})", path.display(), quoted(names), list_or_none(known))]
     UnknownDatabase {

@@ -24,7 +24,9 @@ mod table;
 
 use std::path::PathBuf;
 
-pub use databases::{list_databases, set_database_rpc, DatabaseInfo, DatabaseSelector};
+pub use databases::{
+    check_database_rpc, list_databases, set_database_rpc, DatabaseInfo, DatabaseSelector,
+};
 pub use error::DirectoryError;
 
 use array_new::{new_array, ArrayIdentity, NewArray};
