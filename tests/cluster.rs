@@ -15,7 +15,12 @@
 //!   instance starts with it, and etcd stopped makes it 503;
 //! - the DAG's active copies: a move-active through one instance routes on
 //!   another that does not poll the members meanwhile, within 1 s (the time
-//!   is printed).
+//!   is printed);
+//! - etcd over TLS (its own CA, a client certificate required) with
+//!   authentication on (user root and a password): two instances with the
+//!   CA, the client certificate and the password share a drain within 1 s;
+//!   one with a wrong password starts after its sync timeout, says it is
+//!   not connected, serves, and answers 503 to a drain.
 //!
 //! Without etcd installed the tests skip, unless CASARRAY_REQUIRE_ETCD=1.
 
@@ -920,4 +925,219 @@ async fn a_move_learned_by_one_instance_routes_on_the_others_at_once() {
     assert_eq!(failovers(&b).await, before + 1.0);
     let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap_or_default();
     assert!(log.contains("cluster: DAG active copy written"), "{log}");
+}
+
+// ---- etcd over TLS with a client certificate and a password --------------
+
+/// An etcd client of the test's own for `endpoint` over TLS (`ca`, the
+/// client certificate `cert`/`key`), logged in as `user` when given.
+/// Connecting needs no answer, logging in does.
+async fn etcd_tls_client(
+    endpoint: &str,
+    (ca, cert, key): (&std::path::Path, &std::path::Path, &std::path::Path),
+    user: Option<(&str, &str)>,
+) -> Result<etcd_client::Client, etcd_client::Error> {
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let tls = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(read(ca)))
+        .identity(etcd_client::Identity::from_pem(read(cert), read(key)));
+    let mut opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(10))
+        .with_tls(tls);
+    if let Some((user, password)) = user {
+        opts = opts.with_user(user, password);
+    }
+    etcd_client::Client::connect([endpoint], Some(opts)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_a_password_shares_a_drain_and_a_wrong_password_is_refused() {
+    if !etcd::available() {
+        return;
+    }
+    let setup = Setup::new().await;
+    let dir = setup.dir.path();
+    // etcd's CA, its server certificate (for 127.0.0.1) and a client
+    // certificate whose name is no etcd user: only the password grants.
+    let ca = TestCa::new(dir, "etcd-ca", "etcd test CA");
+    let (server_crt, server_key) = ca.issue("etcd-server", &["127.0.0.1", "localhost"]);
+    let (client_crt, client_key) = ca.issue("etcd-client", &["casarray-client"]);
+    let held: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let client_addr = held[0].local_addr().unwrap();
+    let peer_addr = held[1].local_addr().unwrap();
+    drop(held);
+    let endpoint = format!("https://{client_addr}");
+    let log_path = dir.join("etcd-tls.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = std::process::Command::new("etcd")
+        .arg("--name")
+        .arg("etcdtls")
+        .arg("--data-dir")
+        .arg(dir.join("etcd-tls.data"))
+        .arg("--listen-client-urls")
+        .arg(&endpoint)
+        .arg("--advertise-client-urls")
+        .arg(&endpoint)
+        .arg("--listen-peer-urls")
+        .arg(format!("http://{peer_addr}"))
+        .arg("--initial-advertise-peer-urls")
+        .arg(format!("http://{peer_addr}"))
+        .arg("--initial-cluster")
+        .arg(format!("etcdtls=http://{peer_addr}"))
+        .arg("--initial-cluster-state")
+        .arg("new")
+        .arg("--cert-file")
+        .arg(&server_crt)
+        .arg("--key-file")
+        .arg(&server_key)
+        .arg("--trusted-ca-file")
+        .arg(&ca.path)
+        .arg("--client-cert-auth")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .expect("spawn etcd");
+    let _etcd = Proc {
+        child,
+        name: "etcd-tls".into(),
+    };
+    let files = (
+        ca.path.as_path(),
+        client_crt.as_path(),
+        client_key.as_path(),
+    );
+    // Ready: a status over TLS, with the CA and the client certificate,
+    // answers (at most 60 s).
+    let mut admin = etcd_tls_client(&endpoint, files, None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = admin.status().await;
+        if answer.is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "etcd over TLS not ready within 60 s: {answer:?}\netcd log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // User root (role root) with a password, then authentication on.
+    const PASSWORD: &str = "r00t-pa55word";
+    admin.user_add("root", PASSWORD, None).await.unwrap();
+    admin.role_add("root").await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    // Authentication is on: the client certificate alone is refused.
+    assert!(
+        admin.get("x", None).await.is_err(),
+        "a get without the password worked"
+    );
+
+    std::fs::write(dir.join("etcd.password"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(dir.join("etcd.wrong"), "not-the-password\n").unwrap();
+    let body = |password: &str| {
+        format!(
+            "etcd = [\"{endpoint}\"]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
+             user = \"root\"\npassword_file = \"{}\"\n\
+             sync_timeout = \"2s\"\nrequest_timeout = \"2s\"\n",
+            ca.path.display(),
+            client_crt.display(),
+            client_key.display(),
+            dir.join(password).display()
+        )
+    };
+    let a = setup.instance("a", Some(&body("etcd.password")));
+    let b = setup.instance("b", Some(&body("etcd.password")));
+    for i in [&a, &b] {
+        wait_until(
+            "the instance follows etcd over TLS",
+            Duration::from_secs(30),
+            || async { connected(i).await },
+        )
+        .await;
+    }
+    wait_until("two instances listed", Duration::from_secs(30), || async {
+        cluster_view(&a).await["instances"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 2
+    })
+    .await;
+    let view = cluster_view(&b).await;
+    assert_eq!(view["endpoints"][0], endpoint, "{view}");
+
+    // A drain through A holds on B.
+    let (status, answer) = admin_post(&a, "EX1", "drain").await;
+    assert_eq!(status, 200, "{answer}");
+    let times = propagation(&[&b], "EX1", "draining", Duration::from_secs(10)).await;
+    println!(
+        "over TLS with a password: drain on a seen on b after {}",
+        ms(&times)
+    );
+    for t in &times {
+        assert!(
+            *t < PROPAGATION,
+            "drain propagation {t:?} is over {PROPAGATION:?}"
+        );
+    }
+    assert_eq!(state(&b, "EX2").await, "active");
+    // And the key is in etcd, read with the password.
+    let mut root = etcd_tls_client(&endpoint, files, Some(("root", PASSWORD)))
+        .await
+        .unwrap();
+    let keys = root
+        .get(
+            "/",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only(),
+            ),
+        )
+        .await
+        .unwrap();
+    let keys: Vec<String> = keys
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect();
+    assert!(
+        keys.iter().any(|k| k.ends_with("/drain/ex1")),
+        "no drain key in etcd: {keys:?}"
+    );
+
+    // The same but a wrong password: it starts after its sync timeout,
+    // is not connected, serves, and refuses changes.
+    let c = setup.instance("c", Some(&body("etcd.wrong")));
+    let view = cluster_view(&c).await;
+    assert_eq!(view["connected"], false, "{view}");
+    assert_eq!(
+        metric(c.addrs.admin, "casarray_cluster_connected", &[]).await,
+        0.0
+    );
+    assert_eq!(http_get(c.addrs.admin, "/healthz").await.unwrap().0, 200);
+    let client = Client::h1(c.addrs.https, &setup.certs.ca_pem);
+    assert_eq!(client.get("/owa/").await.unwrap().status(), 200);
+    let (status, answer) = admin_post(&c, "EX2", "drain").await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(state(&c, "EX2").await, "active", "applied locally");
+    assert_eq!(state(&a, "EX2").await, "active", "reached the cluster");
+    assert!(
+        setup.log("c").contains("authentication failed"),
+        "{}",
+        setup.log("c")
+    );
+    // Still not connected a while later: retrying does not get it in.
+    assert!(!connected(&c).await);
+    let view = cluster_view(&a).await;
+    assert_eq!(
+        view["instances"].as_array().map_or(0, Vec::len),
+        2,
+        "c registered with a wrong password: {view}"
+    );
 }
