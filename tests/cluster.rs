@@ -193,6 +193,22 @@ async fn time_until(i: &Instance, member: &str, want: &str, limit: Duration) -> 
     }
 }
 
+/// What `casarray status` prints for instance `i` (which must succeed).
+async fn status_text(i: &Instance) -> String {
+    let admin = i.addrs.admin.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["status", "--admin", &admin])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    stdout
+}
+
 /// `GET /api/array`'s `cluster`.
 async fn cluster_view(i: &Instance) -> serde_json::Value {
     let (status, body) = http_get(i.addrs.admin, "/api/array").await.unwrap();
@@ -307,17 +323,7 @@ async fn a_drain_holds_on_every_instance_and_on_new_ones() {
     })
     .await;
     // `casarray status` on d shows the cluster and the four instances.
-    let admin = d.addrs.admin.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(BIN)
-            .args(["status", "--admin", &admin])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = status_text(&d).await;
     assert!(stdout.contains(": connected (revision "), "{stdout}");
     assert!(stdout.contains("d (this one)"), "{stdout}");
     for name in ["a", "b", "c"] {
@@ -751,17 +757,7 @@ async fn rpc_client_access_server_set_on_one_instance_is_served_by_all() {
         assert!(!text.contains("outlook.lab.com"), "{}: {text}", i.name);
     }
     // `casarray status` shows the effective value.
-    let admin = c.addrs.admin.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(BIN)
-            .args(["status", "--admin", &admin])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = status_text(&c).await;
     assert!(stdout.contains("outlook.lab.com"), "{stdout}");
 
     // Refusals: an unknown database, a bad name; nothing changes.

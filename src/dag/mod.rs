@@ -49,8 +49,20 @@ pub struct Dag {
 /// What `map` is made of.
 #[derive(Debug, Default)]
 struct Sources {
-    own: DagMap,
+    own: Arc<DagMap>,
     learned: Vec<Learned>,
+}
+
+impl Sources {
+    /// What routing uses. Without learned copies (always, without
+    /// `[cluster]`) the poller's map itself, shared, not copied.
+    fn routed(&self) -> Arc<DagMap> {
+        if self.learned.is_empty() {
+            Arc::clone(&self.own)
+        } else {
+            Arc::new(self.own.overlaid(&self.learned))
+        }
+    }
 }
 
 impl Dag {
@@ -84,12 +96,14 @@ impl Dag {
     }
 
     /// The poller's own map (without what the cluster taught).
-    pub fn own(&self) -> DagMap {
-        self.sources
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .own
-            .clone()
+    pub fn own(&self) -> Arc<DagMap> {
+        Arc::clone(
+            &self
+                .sources
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .own,
+        )
     }
 
     /// Changes whenever the poller's own map does.
@@ -102,11 +116,11 @@ impl Dag {
     /// [`Dag::publish_map`]).
     pub fn publish(&self, map: DagMap, metrics: &Metrics) {
         let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        if sources.own != map {
-            sources.own = map;
+        if *sources.own != map {
+            sources.own = Arc::new(map);
             self.own_changed.send_modify(|n| *n = n.wrapping_add(1));
         }
-        self.publish_map(sources.own.overlaid(&sources.learned), metrics);
+        self.publish_map(sources.routed(), metrics);
     }
 
     /// Takes the active copies the cluster knows (`learned`, each at its
@@ -128,16 +142,17 @@ impl Dag {
         if behind {
             self.refresh();
         }
-        let map = sources.own.overlaid(&sources.learned);
-        self.publish_map(map, metrics);
+        self.publish_map(sources.routed(), metrics);
     }
 
     /// Swaps `map` in when it differs: activations counted,
     /// `casarray_database_active` set.
-    fn publish_map(&self, map: DagMap, metrics: &Metrics) {
-        if **self.map.load() == map {
+    fn publish_map(&self, map: Arc<DagMap>, metrics: &Metrics) {
+        let now = self.map.load();
+        if Arc::ptr_eq(&now, &map) || **now == *map {
             return;
         }
+        drop(now);
         {
             let mut last = self
                 .last_mounted
@@ -166,7 +181,7 @@ impl Dag {
                 }
             }
         }
-        self.map.store(Arc::new(map));
+        self.map.store(map);
         self.changed.notify_waiters();
     }
 }
